@@ -63,6 +63,7 @@ _SCR_MEDIAN_MG_DL = {1: 0.95, 0: 0.75}
 _SCR_AGE_SLOPE_PER_Y = 0.003
 _SCR_LOG_SD = 0.30
 _SCR_BOUNDS_MG_DL = (0.4, 6.0)
+_CRCL_BOUNDS_ML_MIN = (15.0, 250.0)
 
 
 def cockcroft_gault_crcl(age_y, wt_kg, scr_mg_dl, sex) -> np.ndarray:
@@ -106,7 +107,7 @@ class Covariates:
                 raise ValueError(f"covariate {f.name} has {value.shape[0]} values, expected {n} (as AGE)")
             bad = ~np.isfinite(value)
             if bad.any():
-                raise ValueError(f"covariate {f.name} has a non-finite value {value[bad][0]!r} "
+                raise ValueError(f"covariate {f.name} has a non-finite value {float(value[bad][0])} "
                                  f"at patient {int(np.flatnonzero(bad)[0])}")
             lo, hi = PHYSIOLOGICAL_RANGES[f.name]
             out = (value < lo) | (value > hi)
@@ -135,22 +136,23 @@ class Covariates:
 
     @classmethod
     def sample(cls, n: int, rng: np.random.Generator) -> "Covariates":
-        """Draw ``n`` adult patients (see module docstring for the sources)."""
+        """Draw ``n`` adult patients (see module docstring for the sources).
+
+        Patients whose Cockcroft-Gault CrCL falls outside ``[15, 250]`` mL/min (the formula
+        overshoots in young obese patients with low creatinine) are redrawn whole.
+        """
         if not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"number of patients must be a positive integer, got {n!r}")
-        sex = (rng.random(n) < 0.5).astype(float)
-        age = _truncated_normal(rng, _AGE_MEAN_Y, _AGE_SD_Y, _AGE_BOUNDS_Y, n)
-        male = sex == 1.0
-        ht = np.where(male, _HT_MEAN_CM[1], _HT_MEAN_CM[0]) + np.where(male, _HT_SD_CM[1], _HT_SD_CM[0]) * \
-            _truncated_normal(rng, 0.0, 1.0, (-3.0, 3.0), n)
-        bmi = np.where(male, _BMI_MEDIAN[1], _BMI_MEDIAN[0]) * np.exp(
-            _BMI_LOG_SD * _truncated_normal(rng, 0.0, 1.0, (-2.5, 2.5), n))
-        wt = np.clip(bmi * (ht / 100.0) ** 2, *_WT_BOUNDS_KG)
-        scr_median = np.where(male, _SCR_MEDIAN_MG_DL[1], _SCR_MEDIAN_MG_DL[0]) * \
-            np.exp(_SCR_AGE_SLOPE_PER_Y * (age - 55.0))
-        scr = np.clip(scr_median * np.exp(_SCR_LOG_SD * _truncated_normal(rng, 0.0, 1.0, (-3.0, 3.0), n)),
-                      *_SCR_BOUNDS_MG_DL)
-        return cls.from_measurements(age_y=age, sex=sex, wt_kg=wt, ht_cm=ht, scr_mg_dl=scr)
+        values = _draw_patients(n, rng)
+        bad = (values["crcl"] < _CRCL_BOUNDS_ML_MIN[0]) | (values["crcl"] > _CRCL_BOUNDS_ML_MIN[1])
+        while bad.any():
+            redraw = _draw_patients(int(bad.sum()), rng)
+            for key in values:
+                values[key][bad] = redraw[key]
+            bad = (values["crcl"] < _CRCL_BOUNDS_ML_MIN[0]) | (values["crcl"] > _CRCL_BOUNDS_ML_MIN[1])
+        return cls.from_measurements(age_y=values["age"], sex=values["sex"], wt_kg=values["wt"],
+                                     ht_cm=values["ht"], scr_mg_dl=values["scr"])
+
 
     def as_array(self, names: tuple[str, ...] = COVARIATE_NAMES) -> np.ndarray:
         """Stack the named covariates to an ``(n, len(names))`` float array."""
@@ -174,6 +176,23 @@ class Covariates:
     def subset(self, index) -> "Covariates":
         """The patients selected by ``index`` (any numpy index)."""
         return Covariates(**{f.name: np.atleast_1d(getattr(self, f.name)[index]) for f in fields(self)})
+
+
+def _draw_patients(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """One draw of ``n`` patients' measured covariates and their CG creatinine clearance."""
+    sex = (rng.random(n) < 0.5).astype(float)
+    age = _truncated_normal(rng, _AGE_MEAN_Y, _AGE_SD_Y, _AGE_BOUNDS_Y, n)
+    male = sex == 1.0
+    ht = np.where(male, _HT_MEAN_CM[1], _HT_MEAN_CM[0]) + np.where(male, _HT_SD_CM[1], _HT_SD_CM[0]) * \
+        _truncated_normal(rng, 0.0, 1.0, (-3.0, 3.0), n)
+    bmi = np.where(male, _BMI_MEDIAN[1], _BMI_MEDIAN[0]) * np.exp(
+        _BMI_LOG_SD * _truncated_normal(rng, 0.0, 1.0, (-2.5, 2.5), n))
+    wt = np.clip(bmi * (ht / 100.0) ** 2, *_WT_BOUNDS_KG)
+    scr_median = np.where(male, _SCR_MEDIAN_MG_DL[1], _SCR_MEDIAN_MG_DL[0]) * \
+        np.exp(_SCR_AGE_SLOPE_PER_Y * (age - 55.0))
+    scr = np.clip(scr_median * np.exp(_SCR_LOG_SD * _truncated_normal(rng, 0.0, 1.0, (-3.0, 3.0), n)),
+                  *_SCR_BOUNDS_MG_DL)
+    return dict(age=age, sex=sex, wt=wt, ht=ht, scr=scr, crcl=cockcroft_gault_crcl(age, wt, scr, sex))
 
 
 def _truncated_normal(rng: np.random.Generator, mean: float, sd: float, bounds: tuple[float, float],

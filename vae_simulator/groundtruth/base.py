@@ -188,7 +188,7 @@ class DrugModel(ABC):
                              f"got {doses.shape}")
         bad = ~np.isfinite(doses)
         if bad.any():
-            raise ValueError(f"{self.name}: dose {doses[bad][0]!r} mg is not finite "
+            raise ValueError(f"{self.name}: dose {float(doses[bad][0])} mg is not finite "
                              f"(allowed range {self.dose_range_mg[0]:g}-{self.dose_range_mg[1]:g} mg)")
         lo, hi = self.dose_range_mg
         out = (doses < lo) | (doses > hi)

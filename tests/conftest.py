@@ -1,0 +1,52 @@
+"""Shared fixtures: a minimal one-compartment IV-bolus-like model to test the contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vae_simulator.covariates import Covariates
+from vae_simulator.groundtruth.base import DrugModel, ExposureTarget, ResidualError
+
+
+class OneCompartmentInfusion(DrugModel):
+    """1-compartment model with a short infusion, solved in closed form (test double of the contract)."""
+
+    name = "test-1cmt"
+    route = "iv_infusion"
+    interval_h = 12.0
+    infusion_h = 1.0
+    dose_range_mg = (0.0, 2000.0)
+    interval_grid_h = np.array([0.5, 1.0, 2.0, 4.0, 8.0, 12.0])
+    monitoring_times_h = (2.0, 11.5)
+    lloq_mg_l = 0.5
+    residual = ResidualError(prop_cv=0.1, add_sd_mg_l=0.5)
+    iiv_omega = {"CL": 0.3, "V": 0.2}
+    target = ExposureTarget("auc24", 400, 600, 600, "mg*h/L", "test")
+
+    def typical_parameters(self, cov):
+        return {"CL": 4.0 * (cov.CRCL / 100.0) ** 0.7, "V": 0.7 * cov.WT}
+
+    def standard_dose_mg(self, cov):
+        return np.clip(15.0 * cov.WT, *self.dose_range_mg)
+
+    def _simulate(self, params, doses_mg, times_h):
+        k = (params["CL"] / params["V"])[:, None]
+        out = np.zeros((doses_mg.shape[0], times_h.size))
+        for j in range(doses_mg.shape[1]):
+            rate = doses_mg[:, j:j + 1] / self.infusion_h
+            dt = times_h[None, :] - j * self.interval_h
+            during = np.clip(dt, 0, self.infusion_h)
+            after = np.clip(dt - self.infusion_h, 0, None)
+            out += rate / (params["CL"][:, None]) * (1 - np.exp(-k * during)) * np.exp(-k * after)
+        return out
+
+
+@pytest.fixture
+def toy_model() -> OneCompartmentInfusion:
+    return OneCompartmentInfusion()
+
+
+@pytest.fixture
+def cohort() -> Covariates:
+    return Covariates.sample(50, np.random.default_rng(123))
