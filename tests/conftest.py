@@ -50,3 +50,13 @@ def toy_model() -> OneCompartmentInfusion:
 @pytest.fixture
 def cohort() -> Covariates:
     return Covariates.sample(50, np.random.default_rng(123))
+
+
+@pytest.fixture
+def toy_registered(monkeypatch):
+    """Register the test model as drug 'test-1cmt' for code that looks drugs up by name."""
+    from vae_simulator import groundtruth
+
+    monkeypatch.setitem(groundtruth._REGISTRY, OneCompartmentInfusion.name,
+                        (OneCompartmentInfusion.__module__, "OneCompartmentInfusion"))
+    return OneCompartmentInfusion()

@@ -103,8 +103,9 @@ def train_vae(data: PopulationData, out_dir: Path, settings: TrainSettings, resu
     val_mask = tensors.view_masks(np.random.default_rng([settings.seed, 104729]), val_idx)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(2, settings.patience // 3))
-    fingerprint = {"drug": data.drug, "data_seed": data.seed, "n_patients": tensors.n,
-                   "n_intervals": tensors.k, "settings": vars(settings)}
+    # What must match to resume; the epoch budget and patience may be raised on resume.
+    fingerprint = {"drug": data.drug, "data_seed": data.seed, "n_patients": tensors.n, "n_intervals": tensors.k,
+                   "settings": {k: v for k, v in vars(settings).items() if k not in ("epochs", "patience")}}
     state = {"epoch": 0, "best_val": math.inf, "bad_epochs": 0, "best_state": None}
     if resume:
         ckpt = torch_load_checkpoint(ckpt_path)
