@@ -1,0 +1,72 @@
+"""pkdose main command.
+
+    python train.py                      # the main job (see below)
+    python train.py vae --drug vancomycin --export   # train one drug's PK-VAE
+    python train.py generate --drug all  # write ground-truth training sets to data/
+
+The main job, for now, simulates a virtual population of every drug in the ground-truth
+library under its standard dosing and prints each drug's exposure against its
+therapeutic target. Run ``python train.py <command> --help`` for each command's options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+
+def population_summary(n_patients: int, n_intervals: int, seed: int) -> None:
+    """Simulate standard dosing for every drug and print target attainment."""
+    from vae_simulator.covariates import Covariates
+    from vae_simulator.exposure import interval_exposure
+    from vae_simulator.groundtruth import DRUGS, get_model
+
+    print(f"Ground-truth virtual population: {n_patients} patients per drug, {n_intervals} intervals, "
+          f"standard dosing, seed {seed}\n")
+    print(f"{'drug':14s} {'interval':>8s} {'target':>28s} {'median (p5-p95), last interval':>34s} "
+          f"{'in window':>9s} {'toxic':>6s} {'time':>6s}")
+    for i, drug in enumerate(DRUGS):
+        start = time.perf_counter()
+        model = get_model(drug)
+        rng = np.random.default_rng([seed, i])
+        cov = Covariates.sample(n_patients, rng)
+        params = model.sample_parameters(cov, rng)
+        doses = np.repeat(model.standard_dose_mg(cov)[:, None], n_intervals, axis=1)
+        conc = model.simulate_intervals(params, doses)
+        t = model.target
+        exposure = interval_exposure(conc, model.interval_grid_h, t.metric, t.threshold_mg_l)[:, -1]
+        p5, p50, p95 = np.percentile(exposure, [5, 50, 95])
+        window = f"{t.metric} {t.low:g}-{t.high:g} {t.unit}"
+        print(f"{drug:14s} {model.interval_h:7g}h {window:>28s} {p50:12.3g} ({p5:.3g}-{p95:.3g}) {'':10s}"
+              f"{100 * np.mean((exposure >= t.low) & (exposure <= t.high)):8.1f}% "
+              f"{100 * np.mean(exposure > t.toxic_above):5.1f}% {time.perf_counter() - start:5.1f}s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "vae":
+        from vae_simulator.vae.train import main as train_vae_main
+        return train_vae_main(argv[1:])
+    if argv and argv[0] == "generate":
+        from vae_simulator.generate import main as generate_main
+        return generate_main(argv[1:])
+
+    parser = argparse.ArgumentParser(prog="python train.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", nargs="?", default="main", choices=["main", "vae", "generate"],
+                        help="main (default): the main job; vae: train a PK-VAE; generate: write data sets")
+    parser.add_argument("--patients", type=int, default=500, help="patients per drug for the main job (default 500)")
+    parser.add_argument("--intervals", type=int, default=10, help="dosing intervals (default 10)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    args = parser.parse_args(argv)
+    if args.patients < 1 or args.intervals < 1:
+        parser.error(f"--patients and --intervals must be >= 1, got {args.patients} and {args.intervals}")
+    population_summary(args.patients, args.intervals, args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
