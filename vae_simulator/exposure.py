@@ -17,16 +17,24 @@ import numpy as np
 METRICS = ("auc_interval", "auc24", "trough", "peak", "cavg", "time_above")
 
 
-def with_interval_start(conc: np.ndarray, grid_h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Prepend each interval's starting concentration: ``(n, K, G+1)`` values on ``(G+1,)`` times."""
+def with_interval_start(conc: np.ndarray, grid_h: np.ndarray,
+                        first_start_mg_l: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Prepend each interval's starting concentration: ``(n, K, G+1)`` values on ``(G+1,)`` times.
+
+    ``first_start_mg_l`` (n,) is the concentration at the start of the first interval given
+    (0 by default: the first dose of a course); later intervals start at the previous end.
+    """
     conc = _check_profiles(conc, grid_h)
-    start = np.concatenate([np.zeros_like(conc[:, :1, -1]), conc[:, :-1, -1]], axis=1)
+    first = np.zeros(conc.shape[0]) if first_start_mg_l is None else np.asarray(first_start_mg_l, dtype=float)
+    if first.shape != (conc.shape[0],) or not np.all(np.isfinite(first)) or np.any(first < 0):
+        raise ValueError(f"first_start_mg_l must be {conc.shape[0]} finite values >= 0")
+    start = np.concatenate([first[:, None], conc[:, :-1, -1]], axis=1)
     return np.concatenate([start[..., None], conc], axis=2), np.concatenate([[0.0], grid_h])
 
 
-def auc_per_interval(conc: np.ndarray, grid_h: np.ndarray) -> np.ndarray:
+def auc_per_interval(conc: np.ndarray, grid_h: np.ndarray, first_start_mg_l: np.ndarray | None = None) -> np.ndarray:
     """AUC over each interval (mg*h/L), linear-up / log-down, shaped ``(n, K)``."""
-    c, t = with_interval_start(conc, grid_h)
+    c, t = with_interval_start(conc, grid_h, first_start_mg_l)
     c0, c1, dt = c[..., :-1], c[..., 1:], np.diff(t)
     linear = 0.5 * (c0 + c1) * dt
     falling = (c1 < c0) & (c1 > 0)
@@ -35,7 +43,8 @@ def auc_per_interval(conc: np.ndarray, grid_h: np.ndarray) -> np.ndarray:
     return np.where(falling, log_down, linear).sum(axis=-1)
 
 
-def time_above(conc: np.ndarray, grid_h: np.ndarray, threshold_mg_l: float) -> np.ndarray:
+def time_above(conc: np.ndarray, grid_h: np.ndarray, threshold_mg_l: float,
+               first_start_mg_l: np.ndarray | None = None) -> np.ndarray:
     """Hours per interval with concentration above ``threshold_mg_l``, ``(n, K)``.
 
     Crossings between grid points are located by log-linear interpolation (exact for a
@@ -43,7 +52,7 @@ def time_above(conc: np.ndarray, grid_h: np.ndarray, threshold_mg_l: float) -> n
     """
     if not np.isfinite(threshold_mg_l) or threshold_mg_l <= 0:
         raise ValueError(f"threshold_mg_l must be a finite number > 0, got {threshold_mg_l!r}")
-    c, t = with_interval_start(conc, grid_h)
+    c, t = with_interval_start(conc, grid_h, first_start_mg_l)
     c0, c1, dt = c[..., :-1], c[..., 1:], np.diff(t)
     above0, above1 = c0 > threshold_mg_l, c1 > threshold_mg_l
     logc0 = np.log(np.maximum(c0, 1e-30))
@@ -55,16 +64,19 @@ def time_above(conc: np.ndarray, grid_h: np.ndarray, threshold_mg_l: float) -> n
     return part.sum(axis=-1)
 
 
-def interval_exposure(conc: np.ndarray, grid_h: np.ndarray, metric: str,
-                      threshold_mg_l: float | None = None) -> np.ndarray:
-    """One exposure metric per interval, ``(n, K)``; see :data:`METRICS` (units in ExposureTarget)."""
+def interval_exposure(conc: np.ndarray, grid_h: np.ndarray, metric: str, threshold_mg_l: float | None = None,
+                      first_start_mg_l: np.ndarray | None = None) -> np.ndarray:
+    """One exposure metric per interval, ``(n, K)``; see :data:`METRICS` (units in ExposureTarget).
+
+    ``first_start_mg_l``: concentration at the start of the first given interval (default 0).
+    """
     grid_h = np.asarray(grid_h, dtype=float)
     if metric == "auc_interval":
-        return auc_per_interval(conc, grid_h)
+        return auc_per_interval(conc, grid_h, first_start_mg_l)
     if metric == "auc24":
-        return auc_per_interval(conc, grid_h) * (24.0 / grid_h[-1])
+        return auc_per_interval(conc, grid_h, first_start_mg_l) * (24.0 / grid_h[-1])
     if metric == "cavg":
-        return auc_per_interval(conc, grid_h) / grid_h[-1]
+        return auc_per_interval(conc, grid_h, first_start_mg_l) / grid_h[-1]
     if metric == "trough":
         return _check_profiles(conc, grid_h)[..., -1]
     if metric == "peak":
@@ -72,7 +84,7 @@ def interval_exposure(conc: np.ndarray, grid_h: np.ndarray, metric: str,
     if metric == "time_above":
         if threshold_mg_l is None:
             raise ValueError("metric 'time_above' needs threshold_mg_l")
-        return time_above(conc, grid_h, threshold_mg_l)
+        return time_above(conc, grid_h, threshold_mg_l, first_start_mg_l)
     raise ValueError(f"unknown exposure metric {metric!r}; known: {', '.join(METRICS)}")
 
 
