@@ -23,6 +23,13 @@ from vae_simulator.covariates import Covariates
 Parameters = dict[str, np.ndarray]
 
 
+def omega_from_cv(cv: float) -> float:
+    """Log-normal SD (omega) of a parameter with coefficient of variation ``cv``: sqrt(log(cv^2 + 1))."""
+    if not np.isfinite(cv) or cv < 0:
+        raise ValueError(f"coefficient of variation must be a finite number >= 0, got {cv!r}")
+    return float(np.sqrt(np.log(cv * cv + 1.0)))
+
+
 @dataclass(frozen=True)
 class ResidualError:
     """Combined error: ``obs = C * (1 + prop_cv * e1) + add_sd_mg_l * e2``, e1, e2 ~ N(0, 1)."""

@@ -129,7 +129,10 @@ class Encoder(nn.Module):
         """``tokens (n, L, 4)``, ``interval_index (n, L)`` long, ``mask (n, L)`` bool, scaled ``doses (n, K)``."""
         context, _ = self.dose_gru(doses.unsqueeze(-1))  # (n, K, D): dose history up to each interval
         idx = interval_index.clamp(0, doses.shape[1] - 1).unsqueeze(-1).expand(-1, -1, context.shape[-1])
-        emb = self.token(torch.cat([tokens, torch.gather(context, 1, idx)], dim=-1))
+        features = torch.cat([tokens, torch.gather(context, 1, idx)], dim=-1)
+        # Embed only the observed tokens: sparse views leave most of the padded pool empty.
+        emb = features.new_zeros(features.shape[:2] + (self.cfg.hidden,))
+        emb[mask] = self.token(features[mask])
         m = mask.unsqueeze(-1).to(emb.dtype)
         count = m.sum(dim=1)
         mean_pool = (emb * m).sum(dim=1) / count.clamp_min(1.0)
