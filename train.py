@@ -26,8 +26,8 @@ def population_summary(n_patients: int, n_intervals: int, seed: int) -> None:
 
     print(f"Ground-truth virtual population: {n_patients} patients per drug, {n_intervals} intervals, "
           f"standard dosing, seed {seed}\n")
-    print(f"{'drug':14s} {'interval':>8s} {'target':>28s} {'median (p5-p95), last interval':>34s} "
-          f"{'in window':>9s} {'toxic':>6s} {'time':>6s}")
+    header = ("drug", "interval", "target", "median (p5-p95), last interval", "in window", "toxic", "time")
+    rows = []
     for i, drug in enumerate(DRUGS):
         start = time.perf_counter()
         model = get_model(drug)
@@ -39,10 +39,13 @@ def population_summary(n_patients: int, n_intervals: int, seed: int) -> None:
         t = model.target
         exposure = interval_exposure(conc, model.interval_grid_h, t.metric, t.threshold_mg_l)[:, -1]
         p5, p50, p95 = np.percentile(exposure, [5, 50, 95])
-        window = f"{t.metric} {t.low:g}-{t.high:g} {t.unit}"
-        print(f"{drug:14s} {model.interval_h:7g}h {window:>28s} {p50:12.3g} ({p5:.3g}-{p95:.3g}) {'':10s}"
-              f"{100 * np.mean((exposure >= t.low) & (exposure <= t.high)):8.1f}% "
-              f"{100 * np.mean(exposure > t.toxic_above):5.1f}% {time.perf_counter() - start:5.1f}s")
+        rows.append((drug, f"{model.interval_h:g} h", f"{t.metric} {t.low:.3g}-{t.high:.3g} {t.unit}",
+                     f"{p50:.3g} ({p5:.3g}-{p95:.3g})",
+                     f"{100 * np.mean((exposure >= t.low) & (exposure <= t.high)):.1f}%",
+                     f"{100 * np.mean(exposure > t.toxic_above):.1f}%", f"{time.perf_counter() - start:.1f} s"))
+    widths = [max(len(r[c]) for r in (header, *rows)) for c in range(len(header))]
+    for r in (header, *rows):
+        print("  ".join(v.ljust(w) if c == 0 else v.rjust(w) for c, (v, w) in enumerate(zip(r, widths))))
 
 
 def main(argv: list[str] | None = None) -> int:

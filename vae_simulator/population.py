@@ -13,6 +13,7 @@ stream spawned from the seed, so a data set depends only on ``(drug, n, K, seed)
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,7 +71,7 @@ class PopulationData:
         try:
             with np.load(path, allow_pickle=False) as f:
                 data = {k: f[k] for k in f.files}
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
             raise ValueError(f"{path}: not a readable pkdose population file ({exc})") from exc
         missing = [k for k in cls.__dataclass_fields__ if k not in data]
         if missing:

@@ -1,6 +1,7 @@
 """Train one drug's PK-VAE on ground-truth virtual patients.
 
-    python train.py vae --drug vancomycin                # generate data if needed, train, export
+    python train.py vae --drug vancomycin --export       # generate data if needed, train, export
+    python train.py vae --drug all --export              # every drug: the shipped decoders
     python -m vae_simulator.vae.train --drug phenytoin --epochs 100 --resume
 
 Per epoch it writes ``<out>/checkpoint.pt`` (model, optimiser, early-stopping state; tensors
@@ -31,6 +32,18 @@ from vae_simulator.vae.model import PKVAE, VAEConfig
 
 #: Covariates entering the model on a log scale (all positive); SEX stays 0/1.
 LOG_COVARIATES = ("AGE", "WT", "HT", "BSA", "SCR", "CRCL")
+
+#: Dosing intervals per training patient: a treatment course as long as the environments' longest
+#: episode (the decoder is not trusted beyond the horizon it was trained on).
+TRAIN_INTERVALS: dict[str, int] = {
+    "vancomycin": 20,     # q12h, 10 days
+    "phenytoin": 14,      # q24h, 14 days
+    "mycophenolate": 14,  # q12h, 7 days
+    "theophylline": 14,   # q12h, 7 days
+    "pembrolizumab": 8,   # q3w, ~6 months
+    "paclitaxel": 6,      # q3w, 6 cycles
+    "carboplatin": 6,     # q3w, 6 cycles
+}
 
 
 @dataclass
@@ -185,9 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     d = TrainSettings()
     p = argparse.ArgumentParser(prog="python train.py vae", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--drug", required=True, choices=DRUGS, help="drug whose PK-VAE to train")
-    p.add_argument("--patients", type=int, default=10_000, help="training virtual patients (default 10000)")
-    p.add_argument("--intervals", type=int, default=10, help="dosing intervals per patient (default 10)")
+    p.add_argument("--drug", required=True, choices=(*DRUGS, "all"), help="drug whose PK-VAE to train, or 'all'")
+    p.add_argument("--patients", type=int, default=5_000, help="training virtual patients (default 5000)")
+    p.add_argument("--intervals", type=int, default=None,
+                   help="dosing intervals per patient (default: the drug's course, TRAIN_INTERVALS)")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the training population (default 0)")
     p.add_argument("--data-dir", type=Path, default=Path("data"), help="where data sets are cached (default data/)")
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"maximum epochs (default {d.epochs})")
@@ -209,21 +223,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     for name in ("patients", "intervals", "epochs", "batch_size", "latent_dim", "hidden"):
-        if getattr(args, name) < 1:
-            raise SystemExit(f"error: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    out = args.out or Path("runs/vae") / args.drug
-    data = load_or_generate(args.drug, args.patients, args.intervals, args.data_seed, args.data_dir,
-                            progress=not args.no_progress)
-    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-                             latent_dim=args.latent_dim, hidden=args.hidden, seed=args.seed)
-    model, summary = train_vae(data, out, settings, resume=args.resume, progress=not args.no_progress)
-    weights, manifest = save_model(model, out / "best", summary)
-    print(f"{args.drug}: best validation loss {summary['best_validation_loss']:.2f} after "
-          f"{summary['epochs_run']} epochs -> {manifest}")
-    if args.export:
-        weights, manifest = save_model(model, shipped_weights_dir(), summary)
-        print(f"exported to {manifest}")
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.drug == "all" and args.out is not None:
+        raise SystemExit("error: --out names one run folder; with --drug all each drug uses runs/vae/<drug>")
+    for drug in DRUGS if args.drug == "all" else (args.drug,):
+        out = args.out or Path("runs/vae") / drug
+        intervals = args.intervals or TRAIN_INTERVALS[drug]
+        data = load_or_generate(drug, args.patients, intervals, args.data_seed, args.data_dir,
+                                progress=not args.no_progress)
+        settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                 patience=args.patience, latent_dim=args.latent_dim, hidden=args.hidden,
+                                 seed=args.seed)
+        model, summary = train_vae(data, out, settings, resume=args.resume, progress=not args.no_progress)
+        _, manifest = save_model(model, out / "best", summary)
+        print(f"{drug}: best validation loss {summary['best_validation_loss']:.2f} after "
+              f"{summary['epochs_run']} epochs -> {manifest}")
+        if args.export:
+            _, manifest = save_model(model, shipped_weights_dir(), summary)
+            print(f"exported to {manifest}")
     return 0
 
 

@@ -1,0 +1,71 @@
+"""Command lines: the main job, data generation, and their bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import train
+from vae_simulator.generate import main as generate_main
+from vae_simulator.groundtruth import DRUGS
+from vae_simulator.population import PopulationData, simulate_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_main_job_prints_every_drug(capsys):
+    assert train.main(["--patients", "4", "--intervals", "2"]) == 0
+    out = capsys.readouterr().out
+    for drug in DRUGS:
+        assert drug in out
+    assert "in window" in out
+
+
+def test_main_job_rejects_bad_arguments():
+    with pytest.raises(SystemExit):
+        train.main(["--patients", "0"])
+    result = subprocess.run([sys.executable, "train.py", "nonsense"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode != 0 and "invalid choice: 'nonsense'" in result.stderr
+
+
+def test_generate_writes_a_reproducible_file(tmp_path, capsys):
+    assert generate_main(["--drug", "vancomycin", "--patients", "30", "--intervals", "3", "--seed", "5",
+                          "--out", str(tmp_path), "--no-progress"]) == 0
+    path = tmp_path / "vancomycin_n30_k3_s5.npz"
+    data = PopulationData.from_npz(path)
+    assert data.conc_true.shape == (30, 3, len(data.grid_h)) and data.sample_conc.shape[:2] == (30, 3)
+    assert np.all(data.conc_obs >= 0) and np.all(np.isfinite(data.sample_conc))
+    assert np.all(data.sample_conc[data.sample_missing] == 0)
+    again = simulate_dataset("vancomycin", 30, 3, seed=5, progress=False)
+    np.testing.assert_array_equal(again.conc_true.astype(np.float32), data.conc_true)
+    np.testing.assert_array_equal(again.sample_time_h.astype(np.float32), data.sample_time_h)
+    other = simulate_dataset("vancomycin", 30, 3, seed=6, progress=False)
+    assert not np.array_equal(other.covariates, again.covariates)
+    assert "vancomycin" in capsys.readouterr().out
+
+
+def test_dataset_does_not_depend_on_how_many_patients_come_after():
+    # chunks have their own random streams: the first 500 patients are the same in a larger set
+    small = simulate_dataset("theophylline", 500, 2, seed=1, progress=False)
+    large = simulate_dataset("theophylline", 700, 2, seed=1, progress=False)
+    np.testing.assert_array_equal(small.conc_obs, large.conc_obs[:500])
+
+
+def test_generate_rejects_bad_input(tmp_path):
+    with pytest.raises(SystemExit, match="unknown drug 'aspirin'"):
+        generate_main(["--drug", "aspirin", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="n_patients must be a positive integer, got 0"):
+        simulate_dataset("vancomycin", 0, 3, seed=0, progress=False)
+    with pytest.raises(ValueError, match=r"missing_prob must be in \[0, 1\), got 1.5"):
+        simulate_dataset("vancomycin", 3, 3, seed=0, missing_prob=1.5, progress=False)
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, weights=np.ones(3))
+    with pytest.raises(ValueError, match="not a pkdose population file, missing arrays"):
+        PopulationData.from_npz(foreign)
+    (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ValueError, match="not a readable pkdose population file"):
+        PopulationData.from_npz(tmp_path / "broken.npz")
