@@ -54,8 +54,7 @@ from __future__ import annotations
 import numpy as np
 
 from vae_simulator.covariates import Covariates
-from vae_simulator.groundtruth.base import ExposureTarget, Parameters, ResidualError
-from vae_simulator.groundtruth.base import omega_from_cv
+from vae_simulator.groundtruth.base import ExposureTarget, Parameters, ResidualError, omega_from_cv
 from vae_simulator.groundtruth.linear import TwoCompartmentInfusionModel
 
 MG_MIN_PER_ML_TO_MG_H_PER_L = 1000.0 / 60.0  # 1 mg*min/mL = 16.667 mg*h/L

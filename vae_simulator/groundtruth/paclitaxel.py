@@ -73,9 +73,8 @@ from __future__ import annotations
 import numpy as np
 
 from vae_simulator.covariates import Covariates
-from vae_simulator.groundtruth.base import DrugModel, ExposureTarget, Parameters, ResidualError
+from vae_simulator.groundtruth.base import DrugModel, ExposureTarget, Parameters, ResidualError, omega_from_cv
 from vae_simulator.groundtruth.ode import Infusion, integrate_regimen
-from vae_simulator.groundtruth.base import omega_from_cv
 
 MOLAR_MASS_G_MOL = 853.9
 #: 0.05 umol/L in mg/L.

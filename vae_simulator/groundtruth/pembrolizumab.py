@@ -95,9 +95,8 @@ from __future__ import annotations
 import numpy as np
 
 from vae_simulator.covariates import Covariates
-from vae_simulator.groundtruth.base import DrugModel, ExposureTarget, Parameters, ResidualError
+from vae_simulator.groundtruth.base import DrugModel, ExposureTarget, Parameters, ResidualError, omega_from_cv
 from vae_simulator.groundtruth.ode import Infusion, integrate_regimen
-from vae_simulator.groundtruth.base import omega_from_cv
 
 CENTRAL, PERIPH = 0, 1
 #: Ahamadi 2017 Table 3 (per day -> per hour below), reference weight 76.8 kg.

@@ -84,7 +84,6 @@ from vae_simulator.covariates import Covariates
 from vae_simulator.groundtruth.base import DrugModel, ExposureTarget, Parameters, ResidualError, omega_from_cv
 from vae_simulator.groundtruth.ode import Bolus, integrate_regimen
 
-
 #: Grasela 1983: typical Vm (mg/day) and Km (mg/L) of a 70 kg adult.
 VM_MG_DAY_70KG, KM_MG_L, VM_WT_EXPONENT = 415.0, 5.7, 0.6
 #: Volume per kg (Bauer 2008) and absorption rate (Ku 2016).

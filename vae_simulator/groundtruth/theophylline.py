@@ -79,8 +79,7 @@ from __future__ import annotations
 import numpy as np
 
 from vae_simulator.covariates import Covariates
-from vae_simulator.groundtruth.base import DrugModel, ExposureTarget, Parameters, ResidualError
-from vae_simulator.groundtruth.base import omega_from_cv
+from vae_simulator.groundtruth.base import DrugModel, ExposureTarget, Parameters, ResidualError, omega_from_cv
 from vae_simulator.groundtruth.linear import dose_times_h, one_compartment_oral
 
 # Our FOCE-I fit of the Theoph data with an absorption lag (module docstring).

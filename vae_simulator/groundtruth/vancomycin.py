@@ -66,8 +66,7 @@ from __future__ import annotations
 import numpy as np
 
 from vae_simulator.covariates import Covariates, cockcroft_gault_crcl
-from vae_simulator.groundtruth.base import ExposureTarget, Parameters, ResidualError
-from vae_simulator.groundtruth.base import omega_from_cv
+from vae_simulator.groundtruth.base import ExposureTarget, Parameters, ResidualError, omega_from_cv
 from vae_simulator.groundtruth.linear import TwoCompartmentInfusionModel
 
 # Goti 2018 Table 2 (final model).
