@@ -1,0 +1,174 @@
+"""Shared machinery of the PD state-space models: input validation and a fast fixed-step RK4.
+
+The PD models are driven by drug concentrations known on a time grid (from a PK model or
+the learned PK simulator) and linearly interpolated between grid points. :func:`rk4_on_grid`
+integrates ``dy/dt = rhs(t, y, u(t))`` over that grid, vectorised over patients, with every
+grid point a step boundary: inside each grid interval the input is then exactly linear, so the
+stages of one RK4 step see the true interpolated input, and the states at the grid times come
+out without any output interpolation. Each grid interval is split into equal sub-steps no
+longer than ``max_step_h``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import pairwise
+
+import numpy as np
+
+# rhs(t_h, y (m, n), u (k, n)) -> dy/dt (m, n): state-major, so each state is a contiguous row
+# (several times faster than (n, m) column slices); u holds the k interpolated inputs at t_h.
+Rhs = Callable[[float, np.ndarray, np.ndarray], np.ndarray]
+
+
+def check_times(times_h, name: str = "times_h") -> np.ndarray:
+    """A strictly increasing, finite, 1-D time grid (h) with at least 2 points."""
+    times = np.asarray(times_h, dtype=float)
+    if times.ndim != 1 or times.size < 2:
+        raise ValueError(f"{name} must be a 1-D array of at least 2 times (h), got shape {times.shape}")
+    if not np.all(np.isfinite(times)):
+        raise ValueError(f"{name} must be finite, got {float(times[~np.isfinite(times)][0])!r}")
+    if np.any(np.diff(times) <= 0):
+        i = int(np.flatnonzero(np.diff(times) <= 0)[0])
+        raise ValueError(f"{name} must be strictly increasing, got {times[i]:g} h followed by "
+                         f"{times[i + 1]:g} h")
+    return times
+
+
+def check_concentrations(conc_umol_l, n: int, n_times: int, name: str) -> np.ndarray:
+    """An ``(n, n_times)`` array of finite concentrations >= 0 (umol/L)."""
+    conc = np.asarray(conc_umol_l, dtype=float)
+    if conc.shape != (n, n_times):
+        raise ValueError(f"{name} must have shape (n_patients, n_times) = ({n}, {n_times}), got {conc.shape}")
+    bad = ~np.isfinite(conc) | (conc < 0)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise ValueError(f"{name}[{i}, {j}] = {float(conc[i, j])!r} umol/L is not allowed: "
+                         f"concentrations must be finite and >= 0")
+    return conc
+
+
+def check_state(state, n_states: int, names: tuple[str, ...], lower: tuple[float, ...]) -> np.ndarray:
+    """An ``(n, n_states)`` state array, finite, each column above its lower bound."""
+    state = np.asarray(state, dtype=float)
+    if state.ndim != 2 or state.shape[1] != n_states or state.shape[0] < 1:
+        raise ValueError(f"state must have shape (n_patients, {n_states}) for {list(names)}, "
+                         f"got {state.shape}")
+    for j, (cname, lo) in enumerate(zip(names, lower)):
+        col = state[:, j]
+        bad = ~np.isfinite(col) | (col < lo)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"state {cname} of patient {i} is {float(col[i])!r}; "
+                             f"allowed: finite and >= {lo:g}")
+    return state
+
+
+def check_parameter_arrays(values: dict[str, np.ndarray], positive: tuple[str, ...]) -> int:
+    """Check per-patient parameter arrays: 1-D, equal length, finite, >= 0 (> 0 for ``positive``)."""
+    n = None
+    for pname, value in values.items():
+        arr = np.asarray(value)
+        if arr.ndim != 1 or arr.size < 1:
+            raise ValueError(f"parameter {pname} must be a non-empty 1-D array (one value per patient), "
+                             f"got shape {arr.shape}")
+        if n is None:
+            n = arr.size
+        elif arr.size != n:
+            raise ValueError(f"parameter {pname} has {arr.size} values, expected {n}")
+        lo_ok = arr > 0 if pname in positive else arr >= 0
+        bad = ~np.isfinite(arr) | ~lo_ok
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            bound = "> 0" if pname in positive else ">= 0"
+            raise ValueError(f"parameter {pname} of patient {i} is {float(arr[i])!r}; "
+                             f"allowed: finite and {bound}")
+    assert n is not None
+    return n
+
+
+def lognormal_iiv(typical: float, omega: float, iiv_scale: float, rng: np.random.Generator,
+                  n: int) -> np.ndarray:
+    """``typical * exp(iiv_scale * omega * eta)``, eta ~ N(0, 1); one draw per patient even if omega is 0."""
+    return typical * np.exp(iiv_scale * omega * rng.standard_normal(n))
+
+
+def check_iiv_scale(iiv_scale: float) -> float:
+    if not np.isfinite(iiv_scale) or iiv_scale < 0:
+        raise ValueError(f"iiv_scale must be a finite number >= 0, got {iiv_scale!r}")
+    return float(iiv_scale)
+
+
+def check_n(n) -> int:
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"number of patients must be a positive integer, got {n!r}")
+    return int(n)
+
+
+def rk4_on_grid(rhs: Rhs, y0: np.ndarray, times_h: np.ndarray, inputs: np.ndarray,
+                max_step_h: float) -> np.ndarray:
+    """Classical RK4 over ``times_h`` with inputs linearly interpolated between grid points.
+
+    Parameters
+    ----------
+    rhs: right-hand side ``rhs(t, y, u)`` on state-major ``y`` of shape ``(m, n)``.
+    y0: ``(n, m)`` state at ``times_h[0]``.
+    times_h: strictly increasing grid (h).
+    inputs: ``(k, n, T)`` inputs on the grid.
+    max_step_h: longest sub-step (h).
+
+    Returns the ``(n, m, T)`` states at the grid times (the first equals ``y0``).
+    """
+    if not np.isfinite(max_step_h) or max_step_h <= 0:
+        raise ValueError(f"max_step_h must be a finite number > 0, got {max_step_h!r}")
+    n, m = y0.shape
+    out = np.empty((n, m, times_h.size))
+    out[:, :, 0] = y0
+    y = np.ascontiguousarray(y0.T)
+    for i in range(times_h.size - 1):
+        t0, t1 = times_h[i], times_h[i + 1]
+        width = t1 - t0
+        n_sub = max(1, int(np.ceil(width / max_step_h - 1e-9)))
+        h = width / n_sub
+        u0 = inputs[:, :, i]
+        du_dt = (inputs[:, :, i + 1] - u0) / width  # the input is linear on [t0, t1]
+        for s in range(n_sub):
+            ts = t0 + s * h
+            u_start = u0 + du_dt * (ts - t0)
+            u_mid = u_start + du_dt * (0.5 * h)
+            u_end = u_start + du_dt * h
+            k1 = rhs(ts, y, u_start)
+            k2 = rhs(ts + 0.5 * h, y + (0.5 * h) * k1, u_mid)
+            k3 = rhs(ts + 0.5 * h, y + (0.5 * h) * k2, u_mid)
+            k4 = rhs(ts + h, y + h * k3, u_end)
+            y = y + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+        out[:, :, i + 1] = y.T
+    return out
+
+
+def refine_grid(times_h, *conc, max_gap_h: float) -> tuple[np.ndarray, ...]:
+    """Insert grid points so no gap exceeds ``max_gap_h``, concentrations linearly interpolated.
+
+    The PD models report states only at grid times; a PK grid that is coarse late in the
+    cycle (e.g. days 10 and 14) would miss the neutrophil nadir between them. Refining the
+    grid this way changes nothing in the dynamics (the models interpolate linearly anyway).
+    Returns ``(times, conc_1, conc_2, ...)`` with each ``conc_i`` of shape ``(n, T_new)``.
+    """
+    times = check_times(times_h)
+    if not np.isfinite(max_gap_h) or max_gap_h <= 0:
+        raise ValueError(f"max_gap_h must be a finite number > 0, got {max_gap_h!r}")
+    pieces = [times[:1]]
+    for t0, t1 in pairwise(times):
+        n_sub = max(1, int(np.ceil((t1 - t0) / max_gap_h - 1e-9)))
+        pieces.append(t0 + (t1 - t0) * np.arange(1, n_sub + 1) / n_sub)
+    fine = np.concatenate(pieces)
+    fine[-1] = times[-1]
+    index = np.clip(np.searchsorted(times, fine, side="right") - 1, 0, times.size - 2)
+    weight = (fine - times[index]) / (times[index + 1] - times[index])
+    out = [fine]
+    for c in conc:
+        c = np.asarray(c, dtype=float)
+        if c.ndim != 2 or c.shape[1] != times.size:
+            raise ValueError(f"concentrations must have shape (n_patients, {times.size}), got {c.shape}")
+        out.append(c[:, index] * (1.0 - weight) + c[:, index + 1] * weight)
+    return tuple(out)
