@@ -50,15 +50,15 @@ TRAIN_INTERVALS: dict[str, int] = {
 class TrainSettings:
     """Optimisation settings (defaults tuned on the CPU budget of the project)."""
 
-    epochs: int = 150
-    batch_size: int = 256
+    epochs: int = 30
+    batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 1e-5
-    patience: int = 15
+    patience: int = 5
     validation_fraction: float = 0.1
     kl_warmup_epochs: int = 10
     latent_dim: int = 6
-    hidden: int = 128
+    hidden: int = 96
     seed: int = 0
 
 
@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python train.py vae", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--drug", required=True, choices=(*DRUGS, "all"), help="drug whose PK-VAE to train, or 'all'")
-    p.add_argument("--patients", type=int, default=5_000, help="training virtual patients (default 5000)")
+    p.add_argument("--patients", type=int, default=4_000, help="training virtual patients (default 4000)")
     p.add_argument("--intervals", type=int, default=None,
                    help="dosing intervals per patient (default: the drug's course, TRAIN_INTERVALS)")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the training population (default 0)")
