@@ -338,3 +338,22 @@ def test_command_line_help_and_errors(toy, tmp_path, capsys):
             main(base + extra)
     with pytest.raises(SystemExit, match="error: unknown drug 'aspirin'"):
         main(["--drug", "aspirin", "--data", str(table), "--out", str(tmp_path / "o.csv")])
+
+
+def test_shipped_vancomycin_decoder_lowers_the_dose_after_high_troughs(tmp_path):
+    """On the shipped vancomycin PK-VAE: same patient and history (1000 mg q12h x 4), a trough of
+    30 mg/L (over-exposed) must get a lower recommended dose than a trough of 8 mg/L."""
+    from vae_simulator.vae.io import load_pretrained
+
+    model, _ = load_pretrained("vancomycin")
+    lines = ["ID,TIME,AMT,DV,EVID,AGE,SEX,WT,HT,SCR"]
+    for pid, trough in (("high", 30.0), ("low", 8.0)):
+        lines += [f"{pid},{12 * k},1000,.,1,60,1,80,175,1.0" for k in range(4)]
+        lines.append(f"{pid},47.5,.,{trough},0,60,1,80,175,1.0")
+    (tmp_path / "v.csv").write_text("\n".join(lines) + "\n")
+    rows = recommend(model, tmp_path / "v.csv", n_draws=DRAWS, dose_step_mg=250)
+    rec = {r["ID"]: r for r in rows if r["regimen"] == "recommended"}
+    cur = {r["ID"]: r for r in rows if r["regimen"] == "current"}
+    assert cur["high"]["exposure"] > cur["low"]["exposure"]
+    assert rec["high"]["dose_mg"] < rec["low"]["dose_mg"]
+    assert 400 <= rec["low"]["exposure"] <= 600 and 400 <= rec["high"]["exposure"] <= 600
