@@ -1,0 +1,30 @@
+"""Gymnasium environments for precision dosing on PK-VAE virtual patients.
+
+``import pk_envs`` registers the ids (Gymnasium 1.x autoloads nothing); then
+``gym.make("PKDose/Vancomycin-v0")`` or ``gym.make_vec(id, num_envs=N)`` (natively batched).
+A drug's trained PK-VAE is loaded when its first environment is made.
+
+Single-drug precision dosing (:class:`~pk_envs.single_drug.SingleDrugEnv`), ``<Drug>`` one of
+Vancomycin, Phenytoin, Mycophenolate, Theophylline, Pembrolizumab:
+
+| id | reward | action | observation | difficulty |
+|---|---|---|---|---|
+| ``PKDose/<Drug>-v0`` | scalar ``efficacy - toxicity`` | continuous ``Box(-1, 1, (1,))`` | clinic: covariates, doses, sparse noisy assays | published assay error |
+| ``PKDose/<Drug>-MO-v0`` | vector ``[efficacy, -toxicity]`` (MO-Gymnasium) | continuous | clinic | published |
+| ``PKDose/<Drug>-Discrete-v0`` | scalar | ``Discrete`` dose levels | clinic | published |
+| ``PKDose/<Drug>-FullObs-v0`` | scalar | continuous | clinic + true exposure + latent z | published |
+| ``PKDose/<Drug>-Hard-v0`` | scalar | continuous | clinic | 2 x assay error, 25 % of samples missing |
+
+Episode lengths (``max_episode_steps``): vancomycin 20 (q12h, 10 days), phenytoin 14 (q24h),
+mycophenolate 14 (q12h), theophylline 14 (q12h), pembrolizumab 8 (q3w). Any constructor
+argument can be passed to ``gym.make``, e.g. ``gym.make("PKDose/Vancomycin-MO-v0", discrete=True)``
+or ``iiv_scale=0.5``; see the SingleDrugEnv docstring for spaces, rewards and arguments.
+"""
+
+from pk_envs.registration import SINGLE_DRUG_VARIANTS, env_id, register_single_drug_envs
+from pk_envs.single_drug import SingleDrugEnv
+from pk_envs.single_drug_vector import SingleDrugVectorEnv
+
+SINGLE_DRUG_IDS: tuple[str, ...] = tuple(register_single_drug_envs())
+
+__all__ = ["SINGLE_DRUG_IDS", "SINGLE_DRUG_VARIANTS", "SingleDrugEnv", "SingleDrugVectorEnv", "env_id"]

@@ -1,0 +1,295 @@
+"""Pieces every pkdose environment shares: reward shaping, risk curves, dose actions,
+observation scaling, argument checks and an exactly batch-invariant view of a simulator.
+
+Units: concentrations mg/L, doses mg, exposures in the unit of the drug's
+:class:`~vae_simulator.groundtruth.base.ExposureTarget` (mg*h/L for AUCs, mg/L otherwise).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from numbers import Integral
+
+import numpy as np
+from gymnasium import logger, spaces
+
+from vae_simulator.covariates import COVARIATE_NAMES, PHYSIOLOGICAL_RANGES
+from vae_simulator.simulator import PKSimulator
+
+LN2 = float(np.log(2.0))
+
+# ---------------------------------------------------------------------------- argument checks
+
+
+def check_finite_at_least(name: str, value, low: float = 0.0) -> float:
+    """``value`` as a float, or a ValueError naming it and the allowed range ``[low, inf)``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number >= {low:g}, got {value!r}") from None
+    if not np.isfinite(number) or number < low:
+        raise ValueError(f"{name} must be a finite number >= {low:g}, got {value!r}")
+    return number
+
+
+def check_render_mode(render_mode: str | None, modes: list[str]) -> str | None:
+    """``render_mode`` if it is None or one of ``modes``; else a ValueError listing them."""
+    if render_mode is not None and render_mode not in modes:
+        raise ValueError(f"render_mode must be None or one of {modes}, got {render_mode!r}")
+    return render_mode
+
+
+def check_probability(name: str, value) -> float:
+    """A probability in ``[0, 1)`` (1 would remove every sample, which is no task)."""
+    number = check_finite_at_least(name, value)
+    if number >= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1), got {value!r}")
+    return number
+
+
+def check_int_in(name: str, value, low: int, high: int | None = None) -> int:
+    """An integer in ``[low, high]`` (booleans refused), or a ValueError naming the range."""
+    allowed = f"[{low}, {high}]" if high is not None else f">= {low}"
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < low or \
+            (high is not None and value > high):
+        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
+    return int(value)
+
+
+# ---------------------------------------------------------------------------- rewards
+
+
+def window_efficacy(exposure: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Efficacy in [0, 1] of an exposure against a therapeutic window ``[low, high]`` (low > 0).
+
+    ``exp(-ln 2 * x^2)`` with ``x = (ln E - ln sqrt(low * high)) / (ln(high / low) / 2)``: 1 at
+    the window's log-centre, 0.5 at either edge, falling fast outside, 0 for no exposure.
+    The log scale treats a 2-fold overshoot like a 2-fold undershoot, as concentrations do.
+    """
+    if not (np.isfinite(low) and np.isfinite(high) and 0 < low < high):
+        raise ValueError(f"target window must satisfy 0 < low < high, got [{low}, {high}]")
+    centre, half_width = 0.5 * (np.log(low) + np.log(high)), 0.5 * (np.log(high) - np.log(low))
+    x = (np.log(np.maximum(np.asarray(exposure, dtype=float), 1e-300)) - centre) / half_width
+    return np.exp(-LN2 * x * x)
+
+
+def relative_excess(exposure: np.ndarray, threshold: float, cap: float = 1.0) -> np.ndarray:
+    """Toxicity in [0, cap]: exposure above ``threshold`` relative to it (1 at twice the threshold)."""
+    return np.clip(np.asarray(exposure, dtype=float) / threshold - 1.0, 0.0, cap)
+
+
+@dataclass(frozen=True)
+class LogisticRisk:
+    """Probability of an adverse event over a reference course: ``1 / (1 + exp(-(a + b * x)))``.
+
+    ``x`` is an exposure (unit of the drug's target); ``course_h`` the course length the
+    probability refers to, used to turn it into a per-interval hazard.
+    """
+
+    intercept: float
+    slope: float
+    course_h: float
+
+    @classmethod
+    def through(cls, point_1: tuple[float, float], point_2: tuple[float, float], course_h: float) -> LogisticRisk:
+        """The curve through two ``(exposure, probability)`` points."""
+        (x1, p1), (x2, p2) = point_1, point_2
+        if not (0 < p1 < 1 and 0 < p2 < 1 and x1 != x2):
+            raise ValueError(f"need two points with different exposures and probabilities in (0, 1), "
+                             f"got {point_1}, {point_2}")
+        logit_1, logit_2 = np.log(p1 / (1 - p1)), np.log(p2 / (1 - p2))
+        slope = (logit_2 - logit_1) / (x2 - x1)
+        return cls(float(logit_1 - slope * x1), float(slope), float(course_h))
+
+    def probability(self, exposure: np.ndarray) -> np.ndarray:
+        """Risk over ``course_h`` if the exposure were kept that long (overflow-free logistic)."""
+        return 0.5 * (1.0 + np.tanh(0.5 * (self.intercept + self.slope * np.asarray(exposure, dtype=float))))
+
+    def hazard(self, exposure: np.ndarray, interval_h: float) -> np.ndarray:
+        """Per-interval event probability: a constant hazard that compounds to ``probability`` over the course."""
+        return 1.0 - (1.0 - self.probability(exposure)) ** (interval_h / self.course_h)
+
+
+# ---------------------------------------------------------------------------- actions
+
+
+class DoseActions:
+    """The action space of one drug and its mapping to a dose in mg.
+
+    Continuous: ``Box(-1, 1, (1,), float32)``, dose = ``(a + 1) / 2 * dose_max_mg`` (linear;
+    -1 = hold the dose, 1 = the maximum). Actions outside [-1, 1] are clipped (counted, one
+    warning per instance); NaN/inf and wrong shapes raise ValueError.
+    Discrete: ``Discrete(len(levels_mg))``, dose = ``levels_mg[a]``; anything but an integer
+    index in range raises ValueError.
+    """
+
+    def __init__(self, dose_max_mg: float, levels_mg: np.ndarray | None = None):
+        self.dose_max_mg = check_finite_at_least("dose_max_mg", dose_max_mg, 1e-9)
+        self.levels_mg = None if levels_mg is None else np.asarray(levels_mg, dtype=float)
+        if self.levels_mg is None:
+            self.space: spaces.Space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+        else:
+            self.space = spaces.Discrete(self.levels_mg.size)
+        self._warned = False
+
+    @property
+    def discrete(self) -> bool:
+        return self.levels_mg is not None
+
+    def to_mg(self, actions, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` actions (any shape holding exactly ``n`` values) -> ``(doses mg (n,), clipped (n,))``."""
+        if self.discrete:
+            return self._discrete_to_mg(actions, n)
+        try:
+            values = np.asarray(actions, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(f"action must be numeric, in the space {self.space}, got {actions!r}") from None
+        expected = "a (1,) array" if n == 1 else f"an ({n}, 1) or ({n},) array"
+        if values.size != n or (values.ndim > 0 and values.shape[0] != n and n > 1):
+            raise ValueError(f"action must be {expected} (space {self.space}), got shape {values.shape}")
+        values = values.reshape(n)
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"action {float(values[~np.isfinite(values)][0])} is not finite; "
+                             f"actions must lie in [-1, 1]")
+        clipped = (values < -1.0) | (values > 1.0)
+        if clipped.any() and not self._warned:
+            self._warned = True
+            logger.warn(f"action {float(values[clipped][0]):g} outside [-1, 1] was clipped (counted in "
+                        f"info['clip_count']; warned once)")
+        return (np.clip(values, -1.0, 1.0) + 1.0) * 0.5 * self.dose_max_mg, clipped
+
+    def _discrete_to_mg(self, actions, n: int) -> tuple[np.ndarray, np.ndarray]:
+        values = np.asarray(actions)
+        if values.size != n or not (np.issubdtype(values.dtype, np.integer) and values.dtype != np.bool_):
+            raise ValueError(f"action must be {n} integer index(es) in [0, {self.levels_mg.size - 1}] "
+                             f"(space {self.space}), got {actions!r}")
+        values = values.reshape(n)
+        bad = (values < 0) | (values >= self.levels_mg.size)
+        if bad.any():
+            raise ValueError(f"action {int(values[bad][0])} is not a dose level index in "
+                             f"[0, {self.levels_mg.size - 1}]")
+        return self.levels_mg[values], np.zeros(n, dtype=bool)
+
+    def from_mg(self, dose_mg: float) -> np.ndarray | int:
+        """The action closest to ``dose_mg`` (for baselines such as the label dose)."""
+        dose = float(np.clip(check_finite_at_least("dose_mg", dose_mg), 0.0, self.dose_max_mg))
+        if self.discrete:
+            return int(np.argmin(np.abs(self.levels_mg - dose)))
+        return np.array([2.0 * dose / self.dose_max_mg - 1.0], dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------- observations
+
+#: Divisors that bring each covariate to order 1 in observations (units of COVARIATE_UNITS).
+COVARIATE_SCALES: dict[str, float] = {"AGE": 100.0, "SEX": 1.0, "WT": 100.0, "HT": 200.0, "BSA": 2.0,
+                                      "SCR": 1.0, "CRCL": 100.0}
+
+
+def covariate_bounds() -> tuple[np.ndarray, np.ndarray]:
+    """Observation bounds of the scaled covariates: the physiological ranges over the scales."""
+    low = np.array([PHYSIOLOGICAL_RANGES[c][0] / COVARIATE_SCALES[c] for c in COVARIATE_NAMES])
+    high = np.array([PHYSIOLOGICAL_RANGES[c][1] / COVARIATE_SCALES[c] for c in COVARIATE_NAMES])
+    return low, high
+
+
+def scaled_covariates(covariates: np.ndarray) -> np.ndarray:
+    """``(n, C)`` covariates in COVARIATE_NAMES order divided by :data:`COVARIATE_SCALES`."""
+    return covariates / np.array([COVARIATE_SCALES[c] for c in COVARIATE_NAMES])
+
+
+def concentration_scale_mg_l(target, interval_h: float) -> float:
+    """A concentration of order of the target (mg/L) used to scale observed concentrations.
+
+    The window's upper end for concentration metrics; the average concentration it implies for AUC
+    metrics (``high / 24`` for AUC24, ``high / interval`` for AUC over the interval); the threshold
+    for time above a threshold.
+    """
+    if target.metric == "auc24":
+        return target.high / 24.0
+    if target.metric == "auc_interval":
+        return target.high / interval_h
+    if target.metric == "time_above":
+        return float(target.threshold_mg_l)
+    return float(target.high)
+
+
+# ---------------------------------------------------------------------------- info dicts
+
+
+def first_row(info: dict[str, np.ndarray]) -> dict:
+    """Row 0 of batched info arrays (a single environment's info): scalars as Python numbers."""
+    out = {}
+    for key, value in info.items():
+        item = value[0]
+        out[key] = item.copy() if isinstance(item, np.ndarray) else item.item()
+    return out
+
+
+def scatter_rows(info: dict[str, np.ndarray], rows: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """Arrays over ``rows`` placed into arrays over all ``n`` sub-environments (zeros elsewhere)."""
+    out = {}
+    for key, value in info.items():
+        full = np.zeros((n,) + value.shape[1:], dtype=value.dtype)
+        full[rows] = value
+        out[key] = full
+    return out
+
+
+def with_masks(info: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
+    """Vector-env info: each key with its ``_key`` mask of the sub-environments that report it."""
+    out = {}
+    for key, value in info.items():
+        out[key], out[f"_{key}"] = value, mask.copy()
+    return out
+
+
+def batched_options(options: dict, n: int) -> bool:
+    """Whether pinned reset values are given per sub-environment (2-D, leading axis ``n``) or once for all."""
+    values = [np.asarray(v, dtype=float) for v in options.values() if v is not None]
+    return bool(values) and all(v.ndim == 2 and v.shape[0] == n for v in values)
+
+
+# ---------------------------------------------------------------------------- exact batching
+
+
+class _RowwiseMatrix(np.ndarray):
+    """A weight matrix ``W`` for which ``x @ W`` is computed by ``np.einsum`` instead of BLAS.
+
+    BLAS picks kernels and summation orders by batch size, so row ``i`` of ``X @ W`` differs in
+    the last bits from ``X[i:i+1] @ W``; einsum's loop sums each output in one fixed order, so a
+    patient's result does not depend on who else is in the batch.
+    """
+
+    def __rmatmul__(self, other):
+        return np.einsum("nd,dh->nh", np.asarray(other), self.view(np.ndarray))
+
+
+def batch_invariant(sim: PKSimulator) -> PKSimulator:
+    """A copy of ``sim`` whose decoder gives bit-identical results per patient for any batch.
+
+    The vector environments step N patients in one call and promise exactly the trajectories of N
+    single environments; that needs this. The original simulator is left untouched.
+    """
+    decoder = copy.copy(sim.decoder)
+    names = ("init_w", "w_ih", "w_hh")
+    if not all(hasattr(decoder, name) for name in names) or not hasattr(decoder, "head"):
+        raise TypeError(f"unsupported decoder {type(sim.decoder).__name__}: expected NumpyDecoder weights {names}")
+    for name in names:
+        setattr(decoder, name, np.ascontiguousarray(getattr(decoder, name)).view(_RowwiseMatrix))
+    decoder.head = [(np.ascontiguousarray(w).view(_RowwiseMatrix), b) for w, b in decoder.head]
+    twin = copy.copy(sim)
+    twin.decoder = decoder
+    return twin
+
+
+class ReplayNormals:
+    """Stands in for a Generator in :meth:`PKSimulator.observe`: hands out normals drawn at reset."""
+
+    def __init__(self, normals: np.ndarray):
+        self.normals = normals
+
+    def standard_normal(self, shape) -> np.ndarray:
+        if tuple(np.atleast_1d(shape)) != self.normals.shape:
+            raise ValueError(f"pre-drawn normals have shape {self.normals.shape}, asked for {shape}")
+        return self.normals

@@ -1,0 +1,48 @@
+"""Environment ids: ``PKDose/<Drug><variant>-v0``, one row per drug and variant (table in pk_envs)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from pk_envs.single_drug_core import SPECS
+
+NAMESPACE = "PKDose"
+
+#: Variant suffix -> constructor arguments. Kept small and orthogonal: combine further
+#: settings through kwargs, e.g. ``gym.make("PKDose/Vancomycin-MO-v0", discrete=True)``.
+SINGLE_DRUG_VARIANTS: dict[str, dict] = {
+    "": {},                                           # scalar reward, continuous dose, clinic observation
+    "-MO": {"vector_reward": True},                   # [efficacy, -toxicity] for MO-Gymnasium
+    "-Discrete": {"discrete": True},                  # clinical dose levels
+    "-FullObs": {"full_observation": True},           # + true exposure and latent z (debugging)
+    "-Hard": {"noise_scale": 2.0, "missing_prob": 0.25},  # twice the assay error, a quarter of samples missing
+}
+
+
+def env_id(name: str, variant: str = "", version: int = 0) -> str:
+    return f"{NAMESPACE}/{name}{variant}-v{version}"
+
+
+def register_variants(name: str, entry_point: str, vector_entry_point: str, variants: dict[str, dict],
+                      max_episode_steps: int, base_kwargs: dict) -> list[str]:
+    """Register ``name`` with each variant (skipping ids already registered); returns the ids."""
+    ids = []
+    for suffix, kwargs in variants.items():
+        env = env_id(name, suffix)
+        if env not in gym.registry:
+            # Gymnasium's passive checker wants scalar rewards; MO ids turn it off as mo_gym.make does
+            gym.register(env, entry_point=entry_point, vector_entry_point=vector_entry_point,
+                         max_episode_steps=max_episode_steps, kwargs={**base_kwargs, **kwargs},
+                         disable_env_checker=bool(kwargs.get("vector_reward", False)))
+        ids.append(env)
+    return ids
+
+
+def register_single_drug_envs() -> list[str]:
+    """Register every single-drug id (weights are loaded only when an environment is made)."""
+    ids = []
+    for drug, spec in SPECS.items():
+        ids += register_variants(spec.name, "pk_envs.single_drug:SingleDrugEnv",
+                                 "pk_envs.single_drug_vector:SingleDrugVectorEnv", SINGLE_DRUG_VARIANTS,
+                                 spec.course_intervals, {"drug": drug})
+    return ids

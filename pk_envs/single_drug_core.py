@@ -1,0 +1,311 @@
+"""The batched dynamics behind :class:`~pk_envs.single_drug.SingleDrugEnv` and its vector twin.
+
+:class:`SingleDrugTask` holds everything fixed for an environment (simulator, spaces, reward
+rules); :class:`Cohort` the arrays of ``N`` running episodes, one row per patient. Both
+environments call the same functions, the single one with ``N = 1``; all randomness of an
+episode is drawn at reset (:meth:`SingleDrugTask.draw_episode`), so stepping is a pure
+function of the actions and N patients step in one :meth:`PKSimulator.step` call with
+bit-identical results per row (see :func:`pk_envs._common.batch_invariant`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+from gymnasium import spaces
+
+from pk_envs._common import (
+    DoseActions,
+    LogisticRisk,
+    ReplayNormals,
+    batch_invariant,
+    check_finite_at_least,
+    check_int_in,
+    check_probability,
+    concentration_scale_mg_l,
+    covariate_bounds,
+    relative_excess,
+    scaled_covariates,
+    window_efficacy,
+)
+from vae_simulator.covariates import Covariates
+from vae_simulator.exposure import interval_exposure
+from vae_simulator.groundtruth import SINGLE_DRUGS
+from vae_simulator.simulator import Patients, PKSimulator
+
+#: Vancomycin-associated acute kidney injury over a 10-day course vs AUC24 (mg*h/L): our own
+#: logistic curve through 11.2 % at 450 and 40 % at 700 mg*h/L (see SingleDrugEnv docstring).
+VANCOMYCIN_AKI = LogisticRisk.through((450.0, 0.112), (700.0, 0.40), course_h=240.0)
+
+#: Observed concentrations and true exposures are reported up to this many times their scale.
+OBS_CAP = 10.0
+#: Bound (and clip) of the latent z in the fully observed variant.
+Z_CAP = 8.0
+
+
+@dataclass(frozen=True)
+class DrugSpec:
+    """Clinical settings of one drug in the environments.
+
+    ``dose_max_mg`` / ``dose_step_mg``: the action range [0, max] and the discrete levels;
+    ``course_intervals``: the treatment course (never beyond the decoder's training horizon);
+    ``event_peak_mg_l``: a serious toxicity event when the interval's peak exceeds it;
+    ``event_risk``: a stochastic event (and the toxicity objective) from a risk curve.
+    """
+
+    name: str
+    dose_max_mg: float
+    dose_step_mg: float
+    course_intervals: int
+    event: str = "none"
+    event_peak_mg_l: float | None = None
+    event_risk: LogisticRisk | None = None
+
+
+SPECS: dict[str, DrugSpec] = {
+    "vancomycin": DrugSpec("Vancomycin", 3000.0, 250.0, 20, "acute kidney injury", event_risk=VANCOMYCIN_AKI),
+    "phenytoin": DrugSpec("Phenytoin", 800.0, 50.0, 14, "concentration > 40 mg/L (lethargy, coma)",
+                          event_peak_mg_l=40.0),
+    "mycophenolate": DrugSpec("Mycophenolate", 2000.0, 250.0, 14),
+    "theophylline": DrugSpec("Theophylline", 800.0, 100.0, 14, "concentration > 40 mg/L (seizures)",
+                             event_peak_mg_l=40.0),
+    "pembrolizumab": DrugSpec("Pembrolizumab", 400.0, 100.0, 8),
+}
+
+
+def spec_for(sim: PKSimulator) -> DrugSpec:
+    """The drug's settings; a drug without an entry gets the simulator's range, 9 levels, no event."""
+    if sim.drug in SPECS:
+        return SPECS[sim.drug]
+    hi = sim.dose_range_mg[1]
+    return DrugSpec(sim.drug.title(), hi, hi / 8.0, int(sim.cfg.max_intervals))
+
+
+@cache
+def load_simulator(drug: str) -> PKSimulator:
+    """The shipped PK-VAE of ``drug`` (loaded once per process; FileNotFoundError if not trained yet)."""
+    if drug not in SINGLE_DRUGS:
+        raise ValueError(f"unknown single drug {drug!r}; single-drug environments exist for "
+                         f"{', '.join(SINGLE_DRUGS)}")
+    return PKSimulator.from_pretrained(drug)
+
+
+def has_shipped_weights(drug: str) -> bool:
+    """Whether the package holds a trained PK-VAE for ``drug``."""
+    from vae_simulator.vae.io import shipped_weights_dir
+
+    return (shipped_weights_dir() / f"{drug}.json").is_file()
+
+
+@dataclass
+class Cohort:
+    """``N`` running episodes (row = patient). Histories are ``(N, K, ...)`` over the course."""
+
+    covariates: np.ndarray     # (N, C) in COVARIATE_NAMES order
+    z: np.ndarray              # (N, d) latent
+    state: np.ndarray          # (N, H) decoder state
+    given: np.ndarray          # (N,) intervals given so far
+    doses_mg: np.ndarray       # (N, K)
+    conc_mg_l: np.ndarray      # (N, K, G) true profiles
+    start_mg_l: np.ndarray     # (N,) concentration at the start of the next interval
+    exposure: np.ndarray       # (N, K) true exposure (target metric)
+    samples_mg_l: np.ndarray   # (N, K, M) noisy monitoring samples (0 where missing)
+    missing: np.ndarray        # (N, K, M) bool
+    event: np.ndarray          # (N,) a serious toxicity event ended the episode
+    clip_count: np.ndarray     # (N,) actions clipped this episode
+    normals: np.ndarray        # (N, K, M) assay-noise normals drawn at reset
+    missing_u: np.ndarray      # (N, K, M) uniforms: sample missing if < missing_prob
+    event_u: np.ndarray        # (N, K) uniforms: event if < hazard
+    standard_dose_mg: np.ndarray  # (N,) label dose of each patient
+
+
+class SingleDrugTask:
+    """Fixed parts of a single-drug environment; see SingleDrugEnv for the arguments."""
+
+    #: info keys about the patient, reported at reset and every step
+    PATIENT_KEYS = ("covariates", "z", "interval", "standard_dose_mg", "clip_count")
+
+    def __init__(self, drug: str | None = None, *, simulator: PKSimulator | None = None, discrete: bool = False,
+                 vector_reward: bool = False, reward_weights=(1.0, 1.0), full_observation: bool = False,
+                 noise_scale: float = 1.0, missing_prob: float = 0.0, iiv_scale: float = 1.0,
+                 n_intervals: int | None = None, dose_history: int = 4):
+        if simulator is None:
+            if drug is None:
+                raise ValueError(f"give a drug (one of {', '.join(SINGLE_DRUGS)}) or a simulator")
+            simulator = load_simulator(drug)
+        elif not isinstance(simulator, PKSimulator):
+            raise ValueError(f"simulator must be a PKSimulator, got {type(simulator).__name__}")
+        elif drug is not None and drug != simulator.drug:
+            raise ValueError(f"drug {drug!r} does not match the simulator's drug {simulator.drug!r}")
+        self.sim = batch_invariant(simulator)
+        self.drug, self.spec, self.target = self.sim.drug, spec_for(self.sim), self.sim.target
+        self.noise_scale = check_finite_at_least("noise_scale", noise_scale)
+        self.missing_prob = check_probability("missing_prob", missing_prob)
+        self.iiv_scale = check_finite_at_least("iiv_scale", iiv_scale)
+        self.dose_history = check_int_in("dose_history", dose_history, 1, 64)
+        self.full_observation, self.vector_reward = bool(full_observation), bool(vector_reward)
+        weights = np.asarray(reward_weights, dtype=float)
+        if weights.shape != (2,) or not np.all(np.isfinite(weights)) or np.any(weights < 0) or weights.sum() == 0:
+            raise ValueError(f"reward_weights must be 2 finite numbers >= 0, not both 0 (efficacy, toxicity), "
+                             f"got {reward_weights!r}")
+        self.reward_weights = weights
+        trained = int(self.sim.cfg.max_intervals)
+        default = min(self.spec.course_intervals, trained)
+        self.horizon = default if n_intervals is None else check_int_in("n_intervals", n_intervals, 1, trained)
+
+        self.interval_h, self.grid_h = self.sim.interval_h, self.sim.grid_h
+        self.monitor_h = np.asarray(self.sim.drug_model.monitoring_times_h, dtype=float)
+        # the decoder's noise is given on the grid; samples take it from the nearest grid time
+        self.monitor_grid_index = np.abs(self.grid_h[None, :] - self.monitor_h[:, None]).argmin(axis=1)
+        self.conc_scale_mg_l = concentration_scale_mg_l(self.target, self.interval_h)
+        dose_max = min(self.spec.dose_max_mg, self.sim.dose_range_mg[1])
+        levels = np.arange(0.0, dose_max + 1e-9, self.spec.dose_step_mg) if discrete else None
+        self.actions = DoseActions(dose_max, levels)
+        self.observation_space = self._observation_space()
+        self.hidden_size = int(self.sim.cfg.hidden)  # the decoder's GRU state
+        self.reward_space = spaces.Box(np.array([0.0, -2.0], np.float32), np.array([1.0, 0.0], np.float32),
+                                       dtype=np.float32)
+
+    # ------------------------------------------------------------------ observations
+    def _observation_space(self) -> spaces.Box:
+        m, cov_low, cov_high = self.monitor_h.size, *covariate_bounds()
+        low = [cov_low, np.zeros(self.dose_history + 1 + 2 * m + 1)]
+        high = [cov_high, np.ones(self.dose_history + 1), np.full(m, OBS_CAP), np.ones(m + 1)]
+        if self.full_observation:
+            low += [np.zeros(1), np.full(self.sim.latent_dim, -Z_CAP)]
+            high += [np.full(1, OBS_CAP), np.full(self.sim.latent_dim, Z_CAP)]
+        return spaces.Box(np.concatenate(low).astype(np.float32), np.concatenate(high).astype(np.float32),
+                          dtype=np.float32)
+
+    def observations(self, c: Cohort) -> np.ndarray:
+        """``(N, D)`` float32 observations of every row (layout in the SingleDrugEnv docstring)."""
+        n, k = c.given.shape[0], self.horizon
+        rows = np.arange(n)
+        back = c.given[:, None] - 1 - np.arange(self.dose_history)[None, :]
+        dose_max = self.actions.dose_max_mg
+        recent = np.where(back >= 0, c.doses_mg[rows[:, None], np.maximum(back, 0)], 0.0) / dose_max
+        cumulative = c.doses_mg.sum(axis=1) / (dose_max * k)
+        last = np.maximum(c.given - 1, 0)
+        started = (c.given > 0)[:, None]
+        missing = np.where(started, c.missing[rows, last], True)
+        samples = np.where(missing, 0.0, np.minimum(c.samples_mg_l[rows, last] / self.conc_scale_mg_l, OBS_CAP))
+        parts = [scaled_covariates(c.covariates), recent, cumulative[:, None], samples, missing.astype(float),
+                 (c.given / k)[:, None]]
+        if self.full_observation:
+            exposure = np.where(started[:, 0], c.exposure[rows, last], 0.0) / self.target.high
+            parts += [np.minimum(exposure, OBS_CAP)[:, None], np.clip(c.z, -Z_CAP, Z_CAP)]
+        return np.concatenate(parts, axis=1).astype(np.float32)
+
+    # ------------------------------------------------------------------ episodes
+    def draw_episode(self, rng: np.random.Generator, options: dict | None = None) -> dict[str, np.ndarray]:
+        """All random numbers of one episode, in a fixed order: patient, assay normals, missing-sample
+        uniforms, event uniforms. Pinned covariates / z (``options``) replace the drawn ones, so
+        pinning does not change the noise."""
+        options = {} if options is None else dict(options)
+        unknown = sorted(set(options) - {"covariates", "z"})
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {unknown}; allowed: 'covariates', 'z'")
+        patient = self.sim.sample_patients(1, rng, self.iiv_scale)
+        m = self.monitor_h.size
+        draws = {"covariates": patient.covariates[0], "z": patient.z[0],
+                 "normals": rng.standard_normal((self.horizon, m)), "missing_u": rng.random((self.horizon, m)),
+                 "event_u": rng.random(self.horizon)}
+        pinned = [key for key in ("covariates", "z") if options.get(key) is not None]
+        for key in pinned:
+            draws[key] = np.asarray(options[key], dtype=float).reshape(-1)
+        if pinned:
+            patient = self.sim.make_patients(draws["covariates"][None, :], draws["z"][None, :])  # validates
+            draws["covariates"], draws["z"] = patient.covariates[0], patient.z[0]
+        return draws
+
+    def new_cohort(self, n: int) -> Cohort:
+        k, g, m = self.horizon, self.grid_h.size, self.monitor_h.size
+        z = np.zeros
+        return Cohort(covariates=z((n, len(self.sim.covariate_names))), z=z((n, self.sim.latent_dim)),
+                      state=z((n, self.hidden_size)), given=z(n, dtype=np.int64), doses_mg=z((n, k)),
+                      conc_mg_l=z((n, k, g)),
+                      start_mg_l=z(n), exposure=z((n, k)), samples_mg_l=z((n, k, m)), missing=z((n, k, m), bool),
+                      event=z(n, bool), clip_count=z(n, dtype=np.int64), normals=z((n, k, m)),
+                      missing_u=z((n, k, m)), event_u=z((n, k)), standard_dose_mg=z(n))
+
+    def start(self, c: Cohort, rows: np.ndarray, draws: list[dict[str, np.ndarray]]) -> None:
+        """Begin new episodes in ``rows`` from their draws."""
+        for key in ("covariates", "z", "normals", "missing_u", "event_u"):
+            getattr(c, key)[rows] = np.stack([d[key] for d in draws])
+        c.state[rows] = self.sim.initial_state(Patients(c.covariates[rows], c.z[rows]))  # validated when drawn
+        c.standard_dose_mg[rows] = self.sim.drug_model.standard_dose_mg(Covariates.from_array(c.covariates[rows]))
+        for key in ("given", "doses_mg", "conc_mg_l", "start_mg_l", "exposure", "samples_mg_l", "clip_count"):
+            getattr(c, key)[rows] = 0
+        c.missing[rows], c.event[rows] = False, False
+
+    def advance(self, c: Cohort, rows: np.ndarray, doses_mg: np.ndarray, clipped: np.ndarray) -> dict:
+        """Give ``rows`` their next dose; returns the step's arrays for those rows (objectives, flags, info)."""
+        if np.any(c.given[rows] >= self.horizon) or np.any(c.event[rows]):
+            raise RuntimeError("the episode has ended (course complete or toxicity event); call reset()")
+        sim, k = self.sim, c.given[rows]
+        patients = Patients(c.covariates[rows], c.z[rows])  # validated at start
+        conc, log_sigma, c.state[rows] = sim.step(c.state[rows], patients, doses_mg)
+        start = c.start_mg_l[rows]
+        exposure = interval_exposure(conc[:, None, :], self.grid_h, self.target.metric, self.target.threshold_mg_l,
+                                     first_start_mg_l=start)[:, 0]
+        true_samples = sim.concentration_at(conc, start, self.monitor_h)
+        noisy = sim.observe(true_samples, log_sigma[:, self.monitor_grid_index], ReplayNormals(c.normals[rows, k]),
+                            self.noise_scale)
+        missing = c.missing_u[rows, k] < self.missing_prob
+        peak = np.maximum(conc.max(axis=1), start)
+        efficacy = window_efficacy(exposure, self.target.low, self.target.high)
+        spec = self.spec
+        if spec.event_risk is not None:
+            hazard = spec.event_risk.hazard(exposure, self.interval_h)
+            toxicity = hazard
+        else:
+            toxicity = relative_excess(exposure, self.target.toxic_above)
+            hazard = (peak > spec.event_peak_mg_l).astype(float) if spec.event_peak_mg_l else np.zeros(len(rows))
+        event = c.event_u[rows, k] < hazard
+        toxicity = toxicity + event
+
+        c.doses_mg[rows, k], c.conc_mg_l[rows, k], c.exposure[rows, k] = doses_mg, conc, exposure
+        c.samples_mg_l[rows, k], c.missing[rows, k] = np.where(missing, 0.0, noisy), missing
+        c.start_mg_l[rows], c.given[rows], c.event[rows] = conc[:, -1], k + 1, event
+        c.clip_count[rows] += clipped
+        objectives = np.stack([efficacy, -toxicity], axis=1)
+        return {"objectives": objectives, "terminated": event, "truncated": k + 1 >= self.horizon,
+                "info": {"dose_mg": doses_mg, "exposure": exposure, "efficacy": efficacy, "toxicity": toxicity,
+                         "objectives": objectives, "event": event, "event_risk": hazard, "peak_mg_l": peak,
+                         "conc_mg_l": conc, "samples_mg_l": c.samples_mg_l[rows, k], "sample_missing": missing,
+                         "clipped": clipped, **self.patient_info(c, rows)}}
+
+    def rewards(self, objectives: np.ndarray) -> np.ndarray:
+        """``(n, 2)`` float32 vectors, or ``(n,)`` float64 weighted sums ``w . [efficacy, -toxicity]``."""
+        if self.vector_reward:
+            return objectives.astype(np.float32)
+        return objectives[:, 0] * self.reward_weights[0] + objectives[:, 1] * self.reward_weights[1]
+
+    def patient_info(self, c: Cohort, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Ground truth reported at reset and every step."""
+        return {"covariates": c.covariates[rows], "z": c.z[rows], "interval": c.given[rows],
+                "standard_dose_mg": c.standard_dose_mg[rows], "clip_count": c.clip_count[rows]}
+
+    def render(self, c: Cohort, row: int) -> np.ndarray:
+        """The course of ``row`` so far as a ``uint8 (H, W, 3)`` image."""
+        from pk_envs.rendering import figure_to_rgb, new_figure, plot_doses_and_exposure, plot_profile
+
+        k, tau, t = int(c.given[row]), self.interval_h, self.target
+        starts = tau * np.arange(k)
+        times = np.concatenate([[0.0], (starts[:, None] + self.grid_h[None, :]).ravel()])
+        conc = np.concatenate([[0.0], c.conc_mg_l[row, :k].ravel()])
+        seen = ~c.missing[row, :k]
+        sample_t = (starts[:, None] + self.monitor_h[None, :])[seen]
+        fig, (top, bottom) = new_figure(2)
+        window = (t.low, t.high) if t.metric in ("trough", "peak", "cavg") else None
+        plot_profile(top, times, conc, label=self.drug, sample_times_h=sample_t,
+                     samples_mg_l=c.samples_mg_l[row, :k][seen], window=window)
+        plot_doses_and_exposure(bottom, starts, c.doses_mg[row, :k], tau, dose_max_mg=self.actions.dose_max_mg,
+                                exposure=c.exposure[row, :k], window=(t.low, t.high),
+                                exposure_label=f"{t.metric} ({t.unit})")
+        bottom.set_xlim(0, tau * self.horizon)
+        top.set_title(f"{self.spec.name}: interval {k}/{self.horizon}"
+                      + (", serious toxicity event" if c.event[row] else ""))
+        return figure_to_rgb(fig)
