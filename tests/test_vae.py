@@ -155,3 +155,21 @@ def test_interval_position_puts_troughs_at_the_end_of_their_interval():
     k, frac = interval_position(np.array([0.0, 6.0, 12.0, 12.5, 24.0]), 12.0)
     np.testing.assert_array_equal(k, [0, 0, 0, 1, 1])
     np.testing.assert_allclose(frac, [0.0, 0.5, 1.0, 0.5 / 12, 1.0])
+
+
+def test_below_lloq_points_are_censored_in_the_training_loss(toy_vae, toy_data, monkeypatch):
+    tensors = TrainingTensors(toy_data, toy_vae)
+    idx = np.arange(8)
+    batch = tensors.batch(idx, tensors.view_masks(np.random.default_rng(0), idx))
+    shape = batch["y"].shape
+    low = batch["y_lloq"] - 4.0  # decoder says: four noise SDs below the LLOQ
+    monkeypatch.setattr(toy_vae, "decode", lambda z, cov, doses: (low, torch.zeros(shape)))
+    batch["blq"] = torch.ones(shape, dtype=torch.bool)
+    _, censored = toy_vae.loss(batch, sample=False)
+    batch["blq"] = torch.zeros(shape, dtype=torch.bool)
+    _, measured = toy_vae.loss(batch, sample=False)
+    n_points = shape[1] * shape[2]
+    # censored: -log Phi(4) = 3.2e-5 per point; as measured values (y sits at most log 2 / y_scale
+    # below y_lloq) each point would cost at least (4 - 0.7)^2 / 2 = 5.4
+    assert float(censored["nll"]) == pytest.approx(n_points * 3.167e-5, rel=1e-2)
+    assert float(measured["nll"]) > 5 * n_points

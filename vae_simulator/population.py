@@ -25,8 +25,12 @@ from vae_simulator.groundtruth import DrugModel, get_model
 CHUNK_PATIENTS = 500
 #: Offsets (h) of a real sample from its scheduled time; one is drawn per sample.
 SAMPLE_TIME_OFFSETS_H = np.array([-0.5, -0.25, 0.0, 0.25, 0.5])
-#: Regimen mixture: doses near the standard dose, anywhere in the range, or held.
+#: Interval-by-interval regimens: each dose near the standard dose, anywhere in the range, or held.
 P_UNIFORM_DOSE, P_HELD_DOSE, STANDARD_DOSE_LOG_SD = 0.3, 0.1, 0.4
+#: Treatment courses: a steady dose level (near standard, or anywhere in the range), adjusted now
+#: and then, occasionally held, as clinicians and dosing policies give it; a few patients never dosed.
+P_COURSE, P_COURSE_UNIFORM_LEVEL, COURSE_LEVEL_LOG_SD = 0.5, 0.3, 0.5
+P_ADJUST, ADJUST_LOG_SD, P_COURSE_HOLD, P_NEVER_DOSED = 0.15, 0.3, 0.05, 0.03
 
 
 @dataclass(frozen=True)
@@ -88,9 +92,11 @@ def random_regimens(model: DrugModel, cov: Covariates, n_intervals: int,
                     rng: np.random.Generator) -> np.ndarray:
     """Per-interval doses (mg), ``(n, n_intervals)``, covering the whole allowed range.
 
-    A mixture, so that a model trained on them has seen what an RL agent may do: the
-    standard dose scaled log-normally (the clinic), a uniform dose in the range
-    (exploration), and held doses (0 mg).
+    Half of the patients get interval-by-interval doses drawn independently (the standard dose
+    scaled log-normally, a uniform dose in the range, or a held dose: what an exploring agent
+    does); the other half get treatment courses, a steady level adjusted now and then and held
+    occasionally (what clinicians and converged policies do, and what exposes accumulation and
+    saturation). A few patients are never dosed.
     """
     n = len(cov)
     lo, hi = model.dose_range_mg
@@ -98,7 +104,20 @@ def random_regimens(model: DrugModel, cov: Covariates, n_intervals: int,
     near_standard = standard * np.exp(STANDARD_DOSE_LOG_SD * rng.standard_normal((n, n_intervals)))
     uniform = rng.uniform(lo, hi, (n, n_intervals))
     kind = rng.random((n, n_intervals))
-    doses = np.where(kind < P_HELD_DOSE, 0.0, np.where(kind < P_HELD_DOSE + P_UNIFORM_DOSE, uniform, near_standard))
+    independent = np.where(kind < P_HELD_DOSE, 0.0,
+                           np.where(kind < P_HELD_DOSE + P_UNIFORM_DOSE, uniform, near_standard))
+
+    level = np.where(rng.random((n, 1)) < P_COURSE_UNIFORM_LEVEL, rng.uniform(lo, hi, (n, 1)),
+                     standard * np.exp(COURSE_LEVEL_LOG_SD * rng.standard_normal((n, 1))))
+    adjust = np.where(rng.random((n, n_intervals)) < P_ADJUST,
+                      ADJUST_LOG_SD * rng.standard_normal((n, n_intervals)), 0.0)
+    adjust[:, 0] = 0.0
+    course = level * np.exp(np.cumsum(adjust, axis=1))
+    course = np.where(rng.random((n, n_intervals)) < P_COURSE_HOLD, 0.0, course)
+
+    pattern = rng.random((n, 1))
+    doses = np.where(pattern < P_COURSE, course, independent)
+    doses = np.where(rng.random((n, 1)) < P_NEVER_DOSED, 0.0, doses)
     return np.clip(doses, max(lo, 0.0), hi)
 
 

@@ -54,7 +54,10 @@ class TrainingTensors:
         self.doses_mg = torch.as_tensor(data.doses_mg, dtype=torch.float32)
         with torch.no_grad():
             self.y = model.to_y(torch.as_tensor(data.conc_obs, dtype=torch.float32))
+            # a below-LLOQ result is reported as LLOQ/2: its censoring limit is twice that
+            self.y_lloq = model.to_y(2.0 * torch.as_tensor(data.conc_obs, dtype=torch.float32))
             y_samples = model.to_y(torch.as_tensor(data.sample_conc, dtype=torch.float32)).numpy()
+        self.blq = torch.as_tensor(data.blq, dtype=torch.bool)
         grid_times = (cfg.interval_h * np.arange(k)[:, None] + data.grid_h[None, :]).ravel()
         grid_tokens, grid_k = make_tokens(self.y.reshape(n, -1).numpy(), data.blq.reshape(n, -1),
                                           np.broadcast_to(grid_times, (n, k * g)), cfg.interval_h, cfg.max_intervals)
@@ -76,7 +79,8 @@ class TrainingTensors:
     def batch(self, index: np.ndarray, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         idx = torch.as_tensor(index)
         return {"tokens": self.pool_tokens[idx], "interval_index": self.pool_interval[idx], "mask": mask,
-                "doses_mg": self.doses_mg[idx], "cov": self.cov[idx], "y": self.y[idx]}
+                "doses_mg": self.doses_mg[idx], "cov": self.cov[idx], "y": self.y[idx],
+                "blq": self.blq[idx], "y_lloq": self.y_lloq[idx]}
 
 
 def encoder_view_masks(rng: np.random.Generator, n: int, n_grid: int, clinic_available: np.ndarray,

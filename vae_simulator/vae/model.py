@@ -23,7 +23,9 @@ mapped to the mean and log-variance of z. With no observations it returns a cova
 only posterior, close to the population prior.
 
 Training loss (per patient): Gaussian negative log-likelihood of the noisy grid
-observations plus ``beta * KL(q || N(0, I))``, with the reparameterisation trick.
+observations, with results below the assay's LLOQ censored (Beal's M3: ``-log P(y < y_LLOQ)``,
+so the decoder learns the concentration, not the LLOQ/2 that the data report), plus
+``beta * KL(q || N(0, I))``, with the reparameterisation trick.
 """
 
 from __future__ import annotations
@@ -183,8 +185,12 @@ class PKVAE(nn.Module):
                                  batch["cov"])
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample else mu
         mean, log_sigma = self.decode(z, batch["cov"], batch["doses_mg"])
-        y = batch["y"]
-        nll = (0.5 * ((y - mean) / torch.exp(log_sigma)) ** 2 + log_sigma).sum(dim=(1, 2))
+        sigma = torch.exp(log_sigma)
+        nll = 0.5 * ((batch["y"] - mean) / sigma) ** 2 + log_sigma
+        if "blq" in batch:  # below-LLOQ results are censored (Beal's M3): -log P(y < y_LLOQ)
+            censored = -torch.special.log_ndtr((batch["y_lloq"] - mean) / sigma)
+            nll = torch.where(batch["blq"], censored, nll)
+        nll = nll.sum(dim=(1, 2))
         kl = 0.5 * (mu ** 2 + torch.exp(logvar) - 1.0 - logvar).sum(dim=1)
         total = (nll + beta * kl).mean()
         return total, {"nll": nll.mean().detach(), "kl": kl.mean().detach()}
