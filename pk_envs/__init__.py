@@ -19,12 +19,27 @@ Episode lengths (``max_episode_steps``): vancomycin 20 (q12h, 10 days), phenytoi
 mycophenolate 14 (q12h), theophylline 14 (q12h), pembrolizumab 8 (q3w). Any constructor
 argument can be passed to ``gym.make``, e.g. ``gym.make("PKDose/Vancomycin-MO-v0", discrete=True)``
 or ``iiv_scale=0.5``; see the SingleDrugEnv docstring for spaces, rewards and arguments.
+
+Combination chemotherapy, paclitaxel + carboplatin every 3 weeks, 6 cycles
+(:class:`~pk_envs.combination.PaclitaxelCarboplatinEnv`):
+
+| id | reward | action |
+|---|---|---|
+| ``PKDose/PaclitaxelCarboplatin-v0`` | scalar ``response - toxicity`` | ``Box(-1, 1, (2,))``: paclitaxel 0-225 mg/m2, carboplatin AUC 0-7.5 mg*min/mL |
+| ``PKDose/PaclitaxelCarboplatin-MO-v0`` | vector ``[response, -toxicity]`` | continuous |
+| ``PKDose/PaclitaxelCarboplatin-Discrete-v0`` | scalar | ``Discrete(25)``: each drug held, -40 %, -20 %, standard, +20 % |
 """
 
+from pk_envs.combination import PaclitaxelCarboplatinEnv
+from pk_envs.combination_registration import register_combination_envs
+from pk_envs.combination_vector import PaclitaxelCarboplatinVectorEnv
 from pk_envs.registration import SINGLE_DRUG_VARIANTS, env_id, register_single_drug_envs
 from pk_envs.single_drug import SingleDrugEnv
 from pk_envs.single_drug_vector import SingleDrugVectorEnv
 
 SINGLE_DRUG_IDS: tuple[str, ...] = tuple(register_single_drug_envs())
+COMBINATION_IDS: tuple[str, ...] = tuple(register_combination_envs())
+ALL_IDS: tuple[str, ...] = SINGLE_DRUG_IDS + COMBINATION_IDS
 
-__all__ = ["SINGLE_DRUG_IDS", "SINGLE_DRUG_VARIANTS", "SingleDrugEnv", "SingleDrugVectorEnv", "env_id"]
+__all__ = ["ALL_IDS", "COMBINATION_IDS", "SINGLE_DRUG_IDS", "SINGLE_DRUG_VARIANTS", "PaclitaxelCarboplatinEnv",
+           "PaclitaxelCarboplatinVectorEnv", "SingleDrugEnv", "SingleDrugVectorEnv", "env_id"]

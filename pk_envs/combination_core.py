@@ -1,0 +1,440 @@
+"""The batched dynamics behind :class:`~pk_envs.combination.PaclitaxelCarboplatinEnv` and its vector twin.
+
+:class:`CombinationTask` holds what is fixed for an environment (the two PK simulators, the
+spaces, the reward rule); :class:`Cohort` the arrays of ``N`` running episodes, one row per
+patient. Both environments call the same functions, the single one with ``N = 1``. Every
+random number of an episode is drawn at reset (:meth:`CombinationTask.draw_episode`), so a
+step is a pure function of the actions, and N patients step with one decoder call per drug
+and one vectorised PD integration, bit-identical per row to N single environments
+(:func:`pk_envs._common.batch_invariant`). Units and the layout of observations and rewards
+are documented in :mod:`pk_envs.combination`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from functools import cache
+from numbers import Real
+
+import numpy as np
+from gymnasium import logger, spaces
+
+from pk_envs._common import (
+    ReplayNormals,
+    batch_invariant,
+    check_finite_at_least,
+    check_int_in,
+    covariate_bounds,
+    scaled_covariates,
+)
+from pk_envs.combination_groundtruth import GroundTruthCycleSimulator
+from vae_simulator.covariates import COVARIATE_NAMES, Covariates
+from vae_simulator.exposure import auc_per_interval, time_above
+from vae_simulator.groundtruth.carboplatin import (
+    CARBOPLATIN_MOLAR_MASS_G_MOL,
+    MG_MIN_PER_ML_TO_MG_H_PER_L,
+    calvert_dose_mg,
+)
+from vae_simulator.groundtruth.paclitaxel import MOLAR_MASS_G_MOL as PACLITAXEL_MOLAR_MASS_G_MOL
+from vae_simulator.groundtruth.paclitaxel import TC_THRESHOLD_MG_L
+from vae_simulator.groundtruth.pd import (
+    FribergParameters,
+    Recist,
+    TumourParameters,
+    friberg,
+    refine_grid,
+    tumour,
+)
+from vae_simulator.groundtruth.pd.grading import neutropenia_grade, recist_status
+from vae_simulator.simulator import PKSimulator
+
+CYCLE_H = 504.0
+DRUGS = ("paclitaxel", "carboplatin")
+#: Action ranges: paclitaxel mg/m2 (225 = the highest dose used with carboplatin in NSCLC trials) and
+#: carboplatin Calvert target AUC (mg*min/mL).
+PACLITAXEL_MAX_MG_M2, CARBOPLATIN_MAX_AUC = 225.0, 7.5
+PACLITAXEL_STANDARD_MG_M2, CARBOPLATIN_STANDARD_AUC = 175.0, 6.0
+#: Discrete dose levels per drug, as fractions of the standard dose: hold, -40%, -20%, standard, +20%.
+DOSE_LEVELS = (0.0, 0.6, 0.8, 1.0, 1.2)
+#: The clinical rule: after grade 4 neutropenia the next cycles are reduced by one 20% level, at most twice.
+REDUCTION_STEP, LOWEST_CONVENTIONAL_LEVEL = 0.2, 0.6
+
+# ---------------------------------------------------------------------------- reward
+RESPONSE_PER_LN = 10.0       # response objective per unit of ln(size before / size after)
+RESPONSE_CAP = 5.0           # |response| per cycle is clipped here (ln ratio 0.5: -40% or +65% SLD in 3 weeks)
+PROGRESSION_PENALTY = 3.0    # subtracted from the response of the cycle at which RECIST PD is found
+GRADE_COST = (0.0, 0.0, 0.0, 0.25, 1.0)  # toxicity per cycle by worst CTCAE neutropenia grade 0-4
+GRADE4_DAY_COST = 1.0 / 7.0  # + per day of ANC < 0.5e9/L (grade 4 lasting 7 days doubles the cost)
+DEFAULT_REWARD_WEIGHTS = (1.0, 1.0)
+GRADE4_E9_L = 0.5
+#: Floor of carried-over neutrophil states (1e9/L) and tumour size (mm) between cycles.
+STATE_FLOOR = 1e-30
+
+# ---------------------------------------------------------------------------- observation
+ANC_CAP_E9_L, SLD_CAP_CM, SIZE_RATIO_CAP = 50.0, 100.0, 10.0
+OBS_NAMES = tuple(f"covariate_{c}" for c in COVARIATE_NAMES) + (
+    "anc_baseline", "anc_nadir_last_cycle", "anc_day21_last_cycle", "sld_baseline_cm", "sld_last_assessed_rel",
+    "sld_smallest_assessed_rel", "assessed_this_cycle", "paclitaxel_last_rel", "carboplatin_last_rel",
+    "cycle_fraction")
+OBS = {name: i for i, name in enumerate(OBS_NAMES)}
+NOT_ASSESSED = -1  # info["recist"] before the first assessment
+
+
+def combination_objectives(log_size_ratio, worst_grade, grade4_days, progressed) -> np.ndarray:
+    """The ``(n, 2)`` reward vector ``[response, -toxicity]`` of one cycle (formula in the env docstring).
+
+    ``log_size_ratio``: ln(SLD at cycle start / SLD at cycle end) (> 0 = shrinkage);
+    ``worst_grade``: worst CTCAE neutropenia grade of the cycle (0-4); ``grade4_days``: days with
+    ANC < 0.5e9/L; ``progressed``: RECIST PD found at this cycle's assessment.
+    """
+    ratio = np.asarray(log_size_ratio, dtype=float)
+    grade = np.asarray(worst_grade)
+    days = np.asarray(grade4_days, dtype=float)
+    if not (np.all(np.isfinite(ratio)) and np.all(np.isfinite(days)) and np.all(days >= 0)):
+        raise ValueError("log_size_ratio must be finite and grade4_days finite and >= 0")
+    if not np.all(np.isin(grade, range(len(GRADE_COST)))):
+        raise ValueError(f"worst_grade must be CTCAE grades 0-4, got {np.unique(grade)}")
+    response = np.clip(RESPONSE_PER_LN * ratio, -RESPONSE_CAP, RESPONSE_CAP) - \
+        PROGRESSION_PENALTY * np.asarray(progressed, dtype=float)
+    toxicity = np.asarray(GRADE_COST)[grade] + GRADE4_DAY_COST * days
+    return np.stack(np.broadcast_arrays(response, -toxicity), axis=-1)
+
+
+REWARD_LOW = np.array([-RESPONSE_CAP - PROGRESSION_PENALTY, -(GRADE_COST[4] + GRADE4_DAY_COST * CYCLE_H / 24.0)])
+REWARD_HIGH = np.array([RESPONSE_CAP, 0.0])
+
+
+# ---------------------------------------------------------------------------- actions
+class CombinationActions:
+    """Action space and its mapping to (paclitaxel mg/m2, carboplatin target AUC mg*min/mL).
+
+    Continuous ``Box(-1, 1, (2,))``: dose = (a + 1) / 2 * maximum, linear (225 mg/m2, AUC 7.5);
+    outside [-1, 1] is clipped (counted in ``info["clip_count"]``, one warning per instance);
+    NaN/inf and wrong shapes raise ValueError. Discrete ``Discrete(25)``: index = 5 * i + j with
+    i, j the paclitaxel and carboplatin levels of :data:`DOSE_LEVELS` x the standard dose.
+    """
+
+    def __init__(self, discrete: bool):
+        self.discrete = bool(discrete)
+        self.maximum = np.array([PACLITAXEL_MAX_MG_M2, CARBOPLATIN_MAX_AUC])
+        self.standard = np.array([PACLITAXEL_STANDARD_MG_M2, CARBOPLATIN_STANDARD_AUC])
+        self.levels = np.asarray(DOSE_LEVELS)
+        self.space: spaces.Space = spaces.Discrete(len(DOSE_LEVELS) ** 2) if self.discrete else \
+            spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self._warned = False
+
+    def to_doses(self, actions, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` actions -> ``(doses (n, 2) [mg/m2, AUC], clipped (n,) bool)``."""
+        if self.discrete:
+            values = np.asarray(actions)
+            if values.size != n or values.dtype == np.bool_ or not np.issubdtype(values.dtype, np.integer):
+                raise ValueError(f"action must be {n} integer index(es) in [0, {self.space.n - 1}] "
+                                 f"(space {self.space}), got {actions!r}")
+            values = values.reshape(n)
+            bad = (values < 0) | (values >= self.space.n)
+            if bad.any():
+                raise ValueError(f"action {int(values[bad][0])} is not a dose-combination index in "
+                                 f"[0, {self.space.n - 1}]")
+            k = len(DOSE_LEVELS)
+            fractions = np.stack([self.levels[values // k], self.levels[values % k]], axis=1)
+            return fractions * self.standard, np.zeros(n, dtype=bool)
+        try:
+            values = np.asarray(actions, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(f"action must be numeric, in the space {self.space}, got {actions!r}") from None
+        expected = (2,) if n == 1 else (n, 2)
+        if values.shape != expected and not (n == 1 and values.shape == (1, 2)):
+            raise ValueError(f"action must have shape {expected} (paclitaxel, carboplatin; space "
+                             f"{self.space}), got shape {values.shape}")
+        values = values.reshape(n, 2)
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"action {float(values[~np.isfinite(values)][0])} is not finite; actions must "
+                             f"lie in [-1, 1]")
+        clipped = np.any((values < -1.0) | (values > 1.0), axis=1)
+        if clipped.any() and not self._warned:
+            self._warned = True
+            logger.warn(f"action {values[clipped][0]} outside [-1, 1] was clipped (counted in "
+                        f"info['clip_count']; warned once)")
+        return (np.clip(values, -1.0, 1.0) + 1.0) * 0.5 * self.maximum, clipped
+
+    def from_doses(self, paclitaxel_mg_m2, carboplatin_auc) -> np.ndarray:
+        """Actions for ``(n,)`` doses: continuous ``(n, 2)`` float32, discrete ``(n,)`` nearest levels."""
+        doses = np.stack(np.broadcast_arrays(np.asarray(paclitaxel_mg_m2, float), np.asarray(carboplatin_auc, float)),
+                         axis=-1).reshape(-1, 2)
+        doses = np.clip(doses, 0.0, self.maximum)
+        if self.discrete:
+            index = np.abs(doses[:, :, None] / self.standard[None, :, None] - self.levels).argmin(axis=2)
+            return index[:, 0] * len(DOSE_LEVELS) + index[:, 1]
+        return (2.0 * doses / self.maximum - 1.0).astype(np.float32)
+
+
+def conventional_doses(observations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The conventional regimen as a policy of the observation: ``(paclitaxel mg/m2, carboplatin AUC)``.
+
+    175 mg/m2 + AUC 6 in cycle 1; afterwards the last cycle's dose level, reduced by 20% of the
+    standard dose (at most to 60%) when the last cycle's observed ANC nadir was grade 4
+    (< 0.5e9/L), the clinical 20-25% reduction. Works on ``(D,)`` or ``(n, D)`` observations.
+    """
+    obs = np.atleast_2d(np.asarray(observations, dtype=float))
+    last_level = obs[:, OBS["paclitaxel_last_rel"]] * PACLITAXEL_MAX_MG_M2 / PACLITAXEL_STANDARD_MG_M2
+    level = np.clip(np.round(last_level, 6), LOWEST_CONVENTIONAL_LEVEL, 1.0)
+    grade4 = obs[:, OBS["anc_nadir_last_cycle"]] < GRADE4_E9_L
+    level = np.where(grade4, np.maximum(level - REDUCTION_STEP, LOWEST_CONVENTIONAL_LEVEL), level)
+    level = np.where(obs[:, OBS["cycle_fraction"]] <= 0, 1.0, level)
+    return level * PACLITAXEL_STANDARD_MG_M2, level * CARBOPLATIN_STANDARD_AUC
+
+
+# ---------------------------------------------------------------------------- simulators
+@cache
+def load_simulator(drug: str) -> PKSimulator:
+    """The shipped PK-VAE of ``drug`` (once per process; FileNotFoundError while not trained)."""
+    return PKSimulator.from_pretrained(drug)
+
+
+def resolve_simulators(simulators) -> tuple[PKSimulator, PKSimulator]:
+    """``None`` (shipped PK-VAEs), ``"groundtruth"`` or a pair ``(paclitaxel, carboplatin)`` of simulators."""
+    if simulators is None:
+        return load_simulator("paclitaxel"), load_simulator("carboplatin")
+    if isinstance(simulators, str):
+        if simulators != "groundtruth":
+            raise ValueError(f"simulators must be None (shipped PK-VAEs), 'groundtruth' or a pair of "
+                             f"PKSimulators (paclitaxel, carboplatin), got {simulators!r}")
+        return GroundTruthCycleSimulator("paclitaxel"), GroundTruthCycleSimulator("carboplatin")
+    pair = tuple(simulators) if isinstance(simulators, (tuple, list)) else ()
+    if len(pair) != 2 or not all(isinstance(s, PKSimulator) for s in pair):
+        raise ValueError(f"simulators must be a pair (paclitaxel, carboplatin) of PKSimulators, got {simulators!r}")
+    for drug, sim in zip(DRUGS, pair):
+        if abs(sim.interval_h - CYCLE_H) > 1e-9:
+            raise ValueError(f"the {drug} simulator ({sim.drug}) steps {sim.interval_h:g}-h intervals; the "
+                             f"combination cycle is {CYCLE_H:g} h (21 days)")
+    return pair[0], pair[1]
+
+
+# ---------------------------------------------------------------------------- episodes
+@dataclass
+class Cohort:
+    """``N`` running episodes (row = patient); ``(N, K, ...)`` histories over the ``K`` cycles."""
+
+    covariates: np.ndarray      # (N, C) in COVARIATE_NAMES order
+    z_paclitaxel: np.ndarray    # (N, dp) latent of the paclitaxel decoder
+    z_carboplatin: np.ndarray   # (N, dc)
+    anc_params: np.ndarray      # (N, 5) FribergParameters fields
+    tumour_params: np.ndarray   # (N, 7) TumourParameters fields
+    anc_normals: np.ndarray     # (N, 1 + 2K) ANC assay normals: baseline, then (nadir, day 21) per cycle
+    state_paclitaxel: np.ndarray  # (N, Hp) decoder states
+    state_carboplatin: np.ndarray
+    start_mg_l: np.ndarray      # (N, 2) concentrations at the start of the next cycle
+    anc_state: np.ndarray       # (N, 5) Friberg state (1e9/L)
+    tumour_state: np.ndarray    # (N, 4) tumour state
+    given: np.ndarray           # (N,) cycles given
+    doses: np.ndarray           # (N, K, 2) paclitaxel mg/m2, carboplatin target AUC
+    doses_mg: np.ndarray        # (N, K, 2) mg given
+    anc_obs: np.ndarray         # (N, 3) observed ANC: baseline, last nadir, last day 21 (1e9/L)
+    nadir_obs_course: np.ndarray  # (N, K) observed nadir of each cycle (1e9/L)
+    sld_assessed: np.ndarray    # (N, 2) last and smallest assessed SLD (mm)
+    assessed: np.ndarray        # (N,) bool, this cycle had a RECIST assessment
+    recist: np.ndarray          # (N,) last RECIST code (NOT_ASSESSED before the first)
+    best_response: np.ndarray   # (N,)
+    grade4_events: np.ndarray   # (N,) cycles with grade 4 neutropenia
+    progressed: np.ndarray      # (N,) bool
+    clip_count: np.ndarray      # (N,)
+    anc_course: np.ndarray      # (N, K, T) true ANC on the PD grid (for render)
+    sld_course: np.ndarray      # (N, K, T) true SLD (mm)
+
+
+class CombinationTask:
+    """Fixed parts of the combination environment; arguments in the PaclitaxelCarboplatinEnv docstring."""
+
+    def __init__(self, *, simulators=None, discrete: bool = False, vector_reward: bool = False,
+                 reward_weights=DEFAULT_REWARD_WEIGHTS, n_cycles: int = 6, assessment_every: int = 2,
+                 noise_scale: float = 1.0, iiv_scale: float = 1.0, interaction: float | None = None):
+        pac, carbo = resolve_simulators(simulators)
+        self.sims = tuple(batch_invariant(s) if s.decoder is not None else s for s in (pac, carbo))
+        self.vector_reward = bool(vector_reward)
+        try:
+            weights = np.asarray(reward_weights, dtype=float)
+        except (TypeError, ValueError):
+            weights = np.full(1, np.nan)
+        if weights.shape != (2,) or not np.all(np.isfinite(weights)) or np.any(weights < 0) or weights.sum() == 0:
+            raise ValueError(f"reward_weights must be 2 finite numbers >= 0, not both 0 (response, toxicity), "
+                             f"got {reward_weights!r}")
+        self.reward_weights = weights
+        trained = min(int(s.cfg.max_intervals) for s in self.sims)
+        self.n_cycles = check_int_in("n_cycles", n_cycles, 1, trained)
+        self.assessment_every = check_int_in("assessment_every", assessment_every, 1, self.n_cycles)
+        self.noise_scale = check_finite_at_least("noise_scale", noise_scale)
+        self.iiv_scale = check_finite_at_least("iiv_scale", iiv_scale)
+        if interaction is not None and not (isinstance(interaction, Real) and np.isfinite(interaction)):
+            raise ValueError(f"interaction must be None or a finite number (L^2/(umol^2 h)), got {interaction!r}")
+        self.interaction = None if interaction is None else float(interaction)
+        self.actions = CombinationActions(discrete)
+        self.molar_mass = np.array([PACLITAXEL_MOLAR_MASS_G_MOL, CARBOPLATIN_MOLAR_MASS_G_MOL])
+        union = np.union1d([0.0], np.union1d(*(s.grid_h for s in self.sims)))
+        self.pk_times_h = union
+        self.pd_times_h = refine_grid(union, np.zeros((1, union.size)), max_gap_h=6.0)[0]
+        probe = Covariates.from_array(np.array([[56.0, 0, 70, 168, 1.8, 0.8, 90]]))
+        self.hidden = [int(s.initial_state(s.make_patients(probe.as_array(), np.zeros((1, s.latent_dim)))).shape[1])
+                       for s in self.sims]
+        cov_low, cov_high = covariate_bounds()
+        extra_high = [ANC_CAP_E9_L] * 3 + [SLD_CAP_CM, SIZE_RATIO_CAP, 1.0, 1.0, 1.0, 1.0, 1.0]
+        self.observation_space = spaces.Box(np.concatenate([cov_low, np.zeros(len(extra_high))]).astype(np.float32),
+                                            np.concatenate([cov_high, extra_high]).astype(np.float32),
+                                            dtype=np.float32)
+        self.reward_space = spaces.Box(REWARD_LOW.astype(np.float32), REWARD_HIGH.astype(np.float32),
+                                       dtype=np.float32)
+
+    # ------------------------------------------------------------------ reset
+    def draw_episode(self, rng: np.random.Generator, options: dict | None = None) -> dict[str, np.ndarray]:
+        """All random numbers of one patient's episode, in a fixed order: covariates, z (paclitaxel,
+        carboplatin), neutrophil and tumour PD parameters, ANC assay normals. Pinned ``options``
+        (covariates, z_paclitaxel, z_carboplatin) replace drawn values without changing the rest."""
+        options = {} if options is None else dict(options)
+        unknown = sorted(set(options) - {"covariates", "z_paclitaxel", "z_carboplatin"})
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {unknown}; allowed: 'covariates', 'z_paclitaxel', "
+                             f"'z_carboplatin'")
+        pac, carbo = self.sims
+        draws = {"covariates": Covariates.sample(1, rng).as_array()[0],
+                 "z_paclitaxel": self.iiv_scale * rng.standard_normal(pac.latent_dim),
+                 "z_carboplatin": self.iiv_scale * rng.standard_normal(carbo.latent_dim)}
+        anc = FribergParameters.sample(1, rng, self.iiv_scale)
+        tum = TumourParameters.sample(1, rng, self.iiv_scale, interaction_l2_umol2_h=self.interaction)
+        draws["anc_params"] = np.array([getattr(anc, f.name)[0] for f in fields(FribergParameters)])
+        draws["tumour_params"] = np.array([getattr(tum, f.name)[0] for f in fields(TumourParameters)])
+        draws["anc_normals"] = rng.standard_normal(1 + 2 * self.n_cycles)
+        for key in ("covariates", "z_paclitaxel", "z_carboplatin"):
+            if options.get(key) is not None:
+                draws[key] = np.asarray(options[key], dtype=float).reshape(-1)
+        for key, sim in zip(("z_paclitaxel", "z_carboplatin"), self.sims):  # validates shapes and ranges
+            sim.make_patients(draws["covariates"][None, :], draws[key][None, :])
+        return draws
+
+    def new_cohort(self, n: int) -> Cohort:
+        k, t, z = self.n_cycles, self.pd_times_h.size, np.zeros
+        pac, carbo = self.sims
+        return Cohort(z((n, len(COVARIATE_NAMES))), z((n, pac.latent_dim)), z((n, carbo.latent_dim)), z((n, 5)),
+                      z((n, 7)), z((n, 1 + 2 * k)), z((n, self.hidden[0])), z((n, self.hidden[1])), z((n, 2)),
+                      z((n, 5)), z((n, 4)), z(n, np.int64), z((n, k, 2)), z((n, k, 2)), z((n, 3)), z((n, k)), z((n, 2)),
+                      z(n, bool), z(n, np.int64), z(n, np.int64), z(n, np.int64), z(n, bool), z(n, np.int64),
+                      z((n, k, t)), z((n, k, t)))
+
+    def _pd_params(self, c: Cohort, rows: np.ndarray) -> tuple[FribergParameters, TumourParameters]:
+        return FribergParameters(*c.anc_params[rows].T), TumourParameters(*c.tumour_params[rows].T)
+
+    def start(self, c: Cohort, rows: np.ndarray, draws: list[dict[str, np.ndarray]]) -> None:
+        """Begin new episodes in ``rows`` from their draws."""
+        for key in ("covariates", "z_paclitaxel", "z_carboplatin", "anc_params", "tumour_params", "anc_normals"):
+            getattr(c, key)[rows] = np.stack([d[key] for d in draws])
+        for sim, z, state in zip(self.sims, (c.z_paclitaxel, c.z_carboplatin),
+                                 (c.state_paclitaxel, c.state_carboplatin)):
+            state[rows] = sim.initial_state(sim.make_patients(c.covariates[rows], z[rows]))
+        anc_params, tum_params = self._pd_params(c, rows)
+        c.anc_state[rows], c.tumour_state[rows] = friberg.steady_state(anc_params), tumour.initial_state(tum_params)
+        baseline_obs = friberg.observe_anc(anc_params.circ0_e9_l, ReplayNormals(c.anc_normals[rows, 0]),
+                                           error_scale=self.noise_scale)
+        c.anc_obs[rows] = baseline_obs[:, None]
+        c.sld_assessed[rows] = tum_params.baseline_mm[:, None]
+        for key in ("start_mg_l", "given", "doses", "doses_mg", "nadir_obs_course", "assessed", "grade4_events",
+                    "progressed", "clip_count", "anc_course", "sld_course"):
+            getattr(c, key)[rows] = 0
+        c.recist[rows], c.best_response[rows] = NOT_ASSESSED, NOT_ASSESSED
+
+    # ------------------------------------------------------------------ step
+    def advance(self, c: Cohort, rows: np.ndarray, doses: np.ndarray, clipped: np.ndarray) -> dict:
+        """Give ``rows`` their next cycle (doses ``(n, 2)`` mg/m2 and AUC); returns objectives, flags and info."""
+        if np.any(c.given[rows] >= self.n_cycles) or np.any(c.progressed[rows]):
+            raise RuntimeError("the episode has ended (course complete or progression); call reset()")
+        k, cov = c.given[rows], Covariates.from_array(c.covariates[rows])
+        wanted_mg = np.stack([doses[:, 0] * cov.BSA, doses[:, 1] * calvert_dose_mg(cov, 1.0)], axis=1)
+        ranges = np.array([s.dose_range_mg for s in self.sims])
+        dose_mg = np.clip(wanted_mg, ranges[:, 0], ranges[:, 1])
+        conc_umol, auc_mg_h_l, tc_h = [], [], None
+        for j, (sim, z, state) in enumerate(zip(self.sims, (c.z_paclitaxel, c.z_carboplatin),
+                                                (c.state_paclitaxel, c.state_carboplatin))):
+            patients = sim.make_patients(c.covariates[rows], z[rows])
+            conc, _, state[rows] = sim.step(state[rows], patients, dose_mg[:, j])
+            start = c.start_mg_l[rows, j]
+            auc_mg_h_l.append(auc_per_interval(conc[:, None, :], sim.grid_h, start)[:, 0])
+            if j == 0:
+                tc_h = time_above(conc[:, None, :], sim.grid_h, TC_THRESHOLD_MG_L, start)[:, 0]
+            on_grid = sim.concentration_at(conc, start, self.pk_times_h)
+            conc_umol.append(refine_grid(self.pk_times_h, on_grid, max_gap_h=6.0)[1] / self.molar_mass[j] * 1000.0)
+            c.start_mg_l[rows, j] = conc[:, -1]
+        anc_params, tum_params = self._pd_params(c, rows)
+        anc = friberg.simulate(c.anc_state[rows], self.pd_times_h, *conc_umol, anc_params)
+        sld = tumour.simulate(c.tumour_state[rows], self.pd_times_h, *conc_umol, tum_params)
+        size_before = c.tumour_state[rows, tumour.SIZE]
+        # numerical floors (no effect on any physiological value): an ablated marrow or an eradicated
+        # tumour must not underflow to the exact 0 the models refuse as a state
+        anc[:, :, -1], sld[:, tumour.SIZE, -1] = np.maximum(anc[:, :, -1], STATE_FLOOR), \
+            np.maximum(sld[:, tumour.SIZE, -1], STATE_FLOOR)
+        c.anc_state[rows], c.tumour_state[rows] = anc[:, :, -1], sld[:, :, -1]
+        anc_course, sld_course = anc[:, friberg.CIRC], sld[:, tumour.SIZE]
+        nadir = anc_course.min(axis=1)
+        grade = neutropenia_grade(nadir)
+        below = (anc_course < GRADE4_E9_L).astype(float)
+        grade4_days = np.sum(0.5 * (below[:, 1:] + below[:, :-1]) * np.diff(self.pd_times_h), axis=1) / 24.0
+        normals = c.anc_normals[rows]
+        observed = [friberg.observe_anc(v, ReplayNormals(normals[np.arange(len(rows)), 1 + 2 * k + i]),
+                                        error_scale=self.noise_scale) for i, v in enumerate((nadir, anc_course[:, -1]))]
+        c.anc_obs[rows, 1], c.anc_obs[rows, 2] = observed
+        c.nadir_obs_course[rows, k] = observed[0]
+
+        size_now = sld_course[:, -1]
+        assessed = ((k + 1) % self.assessment_every == 0) | (k + 1 == self.n_cycles)
+        status = recist_status(tum_params.baseline_mm, c.sld_assessed[rows, 1], size_now)
+        progressed = assessed & (status == Recist.PD)
+        c.recist[rows] = np.where(assessed, status, c.recist[rows])
+        c.best_response[rows] = np.where(assessed & ((c.best_response[rows] == NOT_ASSESSED) |
+                                                     (status < c.best_response[rows])), status, c.best_response[rows])
+        c.sld_assessed[rows, 0] = np.where(assessed, size_now, c.sld_assessed[rows, 0])
+        c.sld_assessed[rows, 1] = np.where(assessed, np.minimum(c.sld_assessed[rows, 1], size_now),
+                                           c.sld_assessed[rows, 1])
+        c.assessed[rows], c.progressed[rows] = assessed, progressed
+        c.doses[rows, k], c.doses_mg[rows, k] = doses, dose_mg
+        c.anc_course[rows, k], c.sld_course[rows, k] = anc_course, sld_course
+        c.grade4_events[rows] += grade == 4
+        c.clip_count[rows] += clipped
+        c.given[rows] = k + 1
+
+        objectives = combination_objectives(np.log(size_before / size_now), grade, grade4_days, progressed)
+        auc_umol = [a / m * 1000.0 for a, m in zip(auc_mg_h_l, self.molar_mass)]
+        info = {"paclitaxel_mg_m2": doses[:, 0], "carboplatin_auc": doses[:, 1], "paclitaxel_mg": dose_mg[:, 0],
+                "carboplatin_mg": dose_mg[:, 1], "dose_limited": np.any(dose_mg != wanted_mg, axis=1),
+                "auc_paclitaxel_umol_h_l": auc_umol[0], "auc_carboplatin_umol_h_l": auc_umol[1],
+                "auc_carboplatin_mg_min_ml": auc_mg_h_l[1] / MG_MIN_PER_ML_TO_MG_H_PER_L,
+                "paclitaxel_time_above_0_05_umol_l_h": tc_h, "anc_nadir": nadir, "anc_nadir_observed": observed[0],
+                "neutropenia_grade": grade, "grade4": grade == 4, "grade4_days": grade4_days,
+                "tumour_size_mm": size_now, "tumour_assessed": assessed, "objectives": objectives,
+                "response": objectives[:, 0], "toxicity": -objectives[:, 1], "clipped": clipped,
+                **self.patient_info(c, rows)}
+        return {"objectives": objectives, "terminated": progressed, "truncated": k + 1 >= self.n_cycles,
+                "info": info}
+
+    def rewards(self, objectives: np.ndarray) -> np.ndarray:
+        """``(n, 2)`` float32 vectors, or ``(n,)`` float64 weighted sums ``w . [response, -toxicity]``."""
+        if self.vector_reward:
+            return objectives.astype(np.float32)
+        return objectives @ self.reward_weights
+
+    def observations(self, c: Cohort) -> np.ndarray:
+        """``(N, D)`` float32 observations (layout :data:`OBS_NAMES`, units in the env docstring)."""
+        baseline = c.tumour_params[:, 0]
+        last = np.maximum(c.given - 1, 0)
+        last_doses = np.where((c.given > 0)[:, None], c.doses[np.arange(len(c.given)), last], 0.0)
+        parts = [scaled_covariates(c.covariates), np.minimum(c.anc_obs, ANC_CAP_E9_L),
+                 np.minimum(baseline / 10.0, SLD_CAP_CM)[:, None],
+                 np.minimum(c.sld_assessed / baseline[:, None], SIZE_RATIO_CAP), c.assessed[:, None].astype(float),
+                 last_doses / self.actions.maximum, (c.given / self.n_cycles)[:, None]]
+        return np.concatenate(parts, axis=1).astype(np.float32)
+
+    PATIENT_KEYS = ("covariates", "z_paclitaxel", "z_carboplatin", "cycle", "recist", "best_response",
+                    "grade4_events", "anc_baseline", "tumour_baseline_mm", "clip_count")
+
+    def patient_info(self, c: Cohort, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Ground truth reported at reset and every step."""
+        return {"covariates": c.covariates[rows], "z_paclitaxel": c.z_paclitaxel[rows],
+                "z_carboplatin": c.z_carboplatin[rows], "cycle": c.given[rows], "recist": c.recist[rows],
+                "best_response": c.best_response[rows], "grade4_events": c.grade4_events[rows],
+                "anc_baseline": c.anc_params[rows, 0], "tumour_baseline_mm": c.tumour_params[rows, 0],
+                "clip_count": c.clip_count[rows]}
