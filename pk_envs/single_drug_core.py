@@ -164,7 +164,7 @@ class SingleDrugTask:
         levels = np.arange(0.0, dose_max + 1e-9, self.spec.dose_step_mg) if discrete else None
         self.actions = DoseActions(dose_max, levels)
         self.observation_space = self._observation_space()
-        self.hidden_size = int(self.sim.cfg.hidden)  # the decoder's GRU state
+        self.hidden_size = self.sim.state_size  # the patient's simulator state
         self.reward_space = spaces.Box(np.array([0.0, -2.0], np.float32), np.array([1.0, 0.0], np.float32),
                                        dtype=np.float32)
 

@@ -173,3 +173,25 @@ def test_below_lloq_points_are_censored_in_the_training_loss(toy_vae, toy_data, 
     # below y_lloq) each point would cost at least (4 - 0.7)^2 / 2 = 5.4
     assert float(censored["nll"]) == pytest.approx(n_points * 3.167e-5, rel=1e-2)
     assert float(measured["nll"]) > 5 * n_points
+
+
+def test_nothing_given_means_nothing_in_the_body(toy_vae, toy_data):
+    sim = PKSimulator(toy_vae)
+    rng = np.random.default_rng(2)
+    patients = sim.sample_patients(4, rng)
+    state = sim.initial_state(patients)
+    doses = np.array([[0.0, 0.0, 500.0], [0.0, 800.0, 0.0], [300.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    profiles = []
+    for k in range(3):
+        conc, _, state = sim.step(state, patients, doses[:, k])
+        profiles.append(conc)
+    profiles = np.stack(profiles, axis=1)
+    never = np.cumsum(doses, axis=1) == 0
+    assert np.all(profiles[never] == 0.0)
+    assert np.all(profiles[~never].max(axis=-1) > 0.0)
+    with torch.no_grad():
+        torch_conc = toy_vae.decode_profile(torch.tensor(patients.z, dtype=torch.float32),
+                                            torch.tensor(patients.covariates, dtype=torch.float32),
+                                            torch.tensor(doses, dtype=torch.float32)).numpy()
+    assert np.all(torch_conc[never] == 0.0)
+    np.testing.assert_allclose(profiles, torch_conc, rtol=2e-5, atol=1e-6)

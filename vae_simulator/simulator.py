@@ -137,9 +137,16 @@ class PKSimulator:
             raise ValueError("latent z must be finite")
         return Patients(covariates=covariates, z=z)
 
+    @property
+    def state_size(self) -> int:
+        """Width of a patient's state array: the decoder's GRU state plus the 'dosed yet' flag."""
+        return int(self.cfg.hidden) + 1
+
     def initial_state(self, patients: Patients) -> np.ndarray:
+        """Each patient's state before the first dose: the decoder's GRU state, then a 'dosed yet' flag."""
         x = self.decoder.scale_covariates(patients.covariates)
-        return self.decoder.initial_state(patients.z, x)
+        h = self.decoder.initial_state(patients.z, x)
+        return np.concatenate([h, np.zeros((h.shape[0], 1))], axis=1)
 
     def check_doses(self, doses_mg) -> np.ndarray:
         doses = np.asarray(doses_mg, dtype=float).reshape(-1)
@@ -156,8 +163,10 @@ class PKSimulator:
         if doses.shape[0] != len(patients) or state.shape[0] != len(patients):
             raise ValueError(f"{len(patients)} patients but {doses.shape[0]} doses and {state.shape[0]} states")
         x = self.decoder.scale_covariates(patients.covariates)
-        mean, log_sigma, state = self.decoder.step(state, patients.z, x, (doses / self.cfg.dose_max_mg)[:, None])
-        return self.decoder.to_conc(mean), log_sigma, state
+        dosed = np.maximum(state[:, -1:], (doses > 0)[:, None])
+        mean, log_sigma, h = self.decoder.step(state[:, :-1], patients.z, x, (doses / self.cfg.dose_max_mg)[:, None])
+        conc = np.where(dosed > 0, self.decoder.to_conc(mean), 0.0)  # never dosed: exactly 0 (as PKVAE.decode)
+        return conc, log_sigma, np.concatenate([h, dosed], axis=1)
 
     def observe(self, conc_mg_l: np.ndarray, log_sigma: np.ndarray, rng: np.random.Generator,
                 noise_scale: float = 1.0) -> np.ndarray:

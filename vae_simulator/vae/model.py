@@ -171,8 +171,19 @@ class PKVAE(nn.Module):
         return self.encoder(tokens, interval_index, mask, self.scale_doses(doses_mg), self.normalizer.covariates(cov))
 
     def decode(self, z: torch.Tensor, cov: torch.Tensor, doses_mg: torch.Tensor):
-        """Mean and log-sigma of scaled log-concentration, ``(n, K, G)`` each."""
-        return self.decoder(z, self.normalizer.covariates(cov), self.scale_doses(doses_mg))
+        """Mean and log-sigma of scaled log-concentration, ``(n, K, G)`` each.
+
+        Before a patient's first dose the mean is exactly that of C = 0: nothing given, nothing in
+        the body. (Below the assay's LLOQ the data cannot tell 0 from a trace, so this is built in
+        rather than learned.)
+        """
+        mean, log_sigma = self.decoder(z, self.normalizer.covariates(cov), self.scale_doses(doses_mg))
+        dosed = (torch.cumsum((doses_mg > 0).to(mean.dtype), dim=1) > 0).unsqueeze(-1)
+        return torch.where(dosed, mean, self.y_of_zero()), log_sigma
+
+    def y_of_zero(self) -> torch.Tensor:
+        """Scaled log-concentration of C = 0 mg/L."""
+        return (torch.log(torch.tensor(self.cfg.c0_mg_l)) - self.normalizer.y_shift) / self.normalizer.y_scale
 
     def decode_profile(self, z: torch.Tensor, cov: torch.Tensor, doses_mg: torch.Tensor) -> torch.Tensor:
         """Median concentration profile in mg/L, ``(n, K, G)``."""
