@@ -4,7 +4,8 @@ Two steps, as Bayesian therapeutic drug monitoring software does:
 
 1. the encoder's amortised posterior q(z | samples, doses, covariates), then
 2. optionally, maximum a posteriori refinement on the decoder: minimise
-   ``-log p(samples | z) + |z|^2 / 2`` from the encoder's mean, with the decoder's profile
+   ``-log p(samples | z) - log p(z | covariates)`` from the encoder's mean, with the fitted
+   latent population as the prior (:class:`~vae_simulator.vae.model.LatentPopulation`), with the decoder's profile
    interpolated to the exact sample times and below-LLOQ samples treated as censored
    (Beal's M3 likelihood, P(y < LLOQ)).
 
@@ -105,6 +106,13 @@ def map_refine(model: PKVAE, z_init: np.ndarray, covariates: np.ndarray, doses_m
         y_lloq = model.to_y(2.0 * conc)  # a below-LLOQ result is reported as LLOQ/2
     mask = torch.as_tensor(samples.mask, dtype=torch.float32)
     blq = torch.as_tensor(samples.blq & samples.mask)
+    # prior: the fitted latent population given the covariates (N(0, I) if not fitted)
+    prior_mean = model.population.mean(model.normalizer.covariates(cov)).detach()
+    chol = model.population.chol.detach()
+
+    def white(z_):
+        return torch.linalg.solve_triangular(chol, (z_ - prior_mean).T, upper=False).T
+
     opt = torch.optim.Adam([z], lr=lr)
     normal = torch.distributions.Normal(0.0, 1.0)
     for p in model.parameters():
@@ -115,7 +123,7 @@ def map_refine(model: PKVAE, z_init: np.ndarray, covariates: np.ndarray, doses_m
             resid = (y_obs - mean) / torch.exp(log_sigma)
             nll_obs = 0.5 * resid ** 2 + log_sigma
             nll_blq = -torch.log(normal.cdf((y_lloq - mean) / torch.exp(log_sigma)).clamp_min(1e-12))  # P(y < LLOQ)
-            nll = (torch.where(blq, nll_blq, nll_obs) * mask).sum(dim=1) + 0.5 * (z ** 2).sum(dim=1)
+            nll = (torch.where(blq, nll_blq, nll_obs) * mask).sum(dim=1) + 0.5 * (white(z) ** 2).sum(dim=1)
             opt.zero_grad()
             nll.sum().backward()
             opt.step()

@@ -14,7 +14,7 @@ model's LLOQ count as censored, as in the data the PK-VAE was trained on. For ev
    below-LLOQ samples censored (:mod:`vae_simulator.inference`). All patients go through the
    encoder and the decoder in one batch.
 2. **Uncertainty** of ``z``: with MAP, a Laplace approximation around the MAP estimate, the
-   covariance ``(I + J' W J)^-1`` of the Gauss-Newton Hessian of the negative log posterior (J: the
+   covariance ``(S^-1 + J' W J)^-1`` (S: the fitted latent population's covariance) of the Gauss-Newton Hessian of the negative log posterior (J: the
    decoder's sensitivity of each quantified sample to ``z`` by central differences, W: its learned
    noise precision; censored samples are left out, which makes the interval a little wider);
    with ``--no-map``, the encoder's own ``N(mu, sd^2)``. ``--draws`` latent draws from it are
@@ -292,7 +292,9 @@ def _laplace_covariance(model: PKVAE, z_hat: np.ndarray, cov: np.ndarray, doses:
     sigma = np.exp(log_sigma.double().numpy().reshape(n, reps, -1)[:, 0])
     jac = (mean[:, 1:d + 1] - mean[:, d + 1:]) / (2 * _FD_STEP)  # (n, d, L)
     weight = (samples.mask & ~samples.blq) / sigma ** 2
-    hessian = np.eye(d)[None] + np.einsum("nil,njl,nl->nij", jac, jac, weight)
+    chol = model.population.chol.detach().double().numpy()  # the prior: the fitted latent population
+    prior_precision = np.linalg.inv(chol @ chol.T)
+    hessian = prior_precision[None] + np.einsum("nil,njl,nl->nij", jac, jac, weight)
     return np.linalg.inv(hessian)
 
 

@@ -110,6 +110,10 @@ class PKSimulator:
         self.latent_dim = int(self.cfg.latent_dim)
         self.target: ExposureTarget = self.drug_model.target
         self.covariate_names = COVARIATE_NAMES
+        pop = model.population
+        self.latent_weight = pop.weight.detach().double().numpy()
+        self.latent_bias = pop.bias.detach().double().numpy()
+        self.latent_chol = pop.chol.detach().double().numpy()
 
     @classmethod
     def from_pretrained(cls, drug: str) -> "PKSimulator":
@@ -119,12 +123,22 @@ class PKSimulator:
         model, manifest = load_pretrained(drug)
         return cls(model, manifest)
 
+    def typical_latent(self, covariates: np.ndarray) -> np.ndarray:
+        """The population-typical latent of patients with these covariates, ``(n, d)``."""
+        return self.decoder.scale_covariates(np.atleast_2d(covariates)) @ self.latent_weight.T + self.latent_bias
+
     def sample_patients(self, n: int, rng: np.random.Generator, iiv_scale: float = 1.0) -> Patients:
-        """New patients: covariates from the adult population, ``z ~ N(0, iiv_scale^2 I)``."""
+        """New patients: covariates from the adult population, latent from the fitted population.
+
+        ``z = typical_latent(x) + iiv_scale * L e``, ``e ~ N(0, I)``, where ``L`` is the Cholesky
+        factor of the latent population's covariance (:class:`~vae_simulator.vae.model.LatentPopulation`);
+        ``iiv_scale`` 0 gives population-typical patients, 1 the population as learned.
+        """
         if not np.isfinite(iiv_scale) or iiv_scale < 0:
             raise ValueError(f"iiv_scale must be a finite number >= 0, got {iiv_scale!r}")
         cov = Covariates.sample(n, rng).as_array()
-        return Patients(covariates=cov, z=iiv_scale * rng.standard_normal((n, self.latent_dim)))
+        eps = rng.standard_normal((n, self.latent_dim))
+        return Patients(covariates=cov, z=self.typical_latent(cov) + iiv_scale * eps @ self.latent_chol.T)
 
     def make_patients(self, covariates: np.ndarray, z: np.ndarray) -> Patients:
         """Pinned patients; checks shapes and physiological covariate ranges."""

@@ -144,6 +144,26 @@ class Encoder(nn.Module):
         return mu, logvar.clamp(-12.0, 6.0)
 
 
+class LatentPopulation(nn.Module):
+    """Where the population's patients lie in latent space: ``z | x ~ N(W x_scaled + b, L L^T)``.
+
+    A trained VAE's aggregate posterior is not exactly its N(0, I) prior ("prior holes"), so new
+    patients drawn from the prior are not the population it learned. Fitted after training on the
+    training patients' posteriors (ex-post density estimation, Ghosh et al. 2020, ICLR; Dai & Wipf
+    2019, ICLR), conditional on the scaled covariates so latent and covariates stay consistent.
+    Defaults to the prior (W = 0, b = 0, L = I) until fitted.
+    """
+
+    def __init__(self, latent_dim: int, n_covariates: int):
+        super().__init__()
+        self.register_buffer("weight", torch.zeros(latent_dim, n_covariates))
+        self.register_buffer("bias", torch.zeros(latent_dim))
+        self.register_buffer("chol", torch.eye(latent_dim))
+
+    def mean(self, x_scaled: torch.Tensor) -> torch.Tensor:
+        return x_scaled @ self.weight.T + self.bias
+
+
 class PKVAE(nn.Module):
     """Encoder, decoder and scaling of one drug's PK-VAE (see module docstring)."""
 
@@ -153,6 +173,7 @@ class PKVAE(nn.Module):
         self.normalizer = Normalizer(cfg.n_covariates)
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
+        self.population = LatentPopulation(cfg.latent_dim, cfg.n_covariates)
 
     # scaling helpers ---------------------------------------------------------
     def scale_doses(self, doses_mg: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,7 @@ from vae_simulator.groundtruth import DRUGS, get_model
 from vae_simulator.population import PopulationData, simulate_dataset
 from vae_simulator.vae.data import TrainingTensors
 from vae_simulator.vae.io import save_model, shipped_weights_dir, torch_load_checkpoint
+from vae_simulator.vae.latent import fit_latent_population
 from vae_simulator.vae.model import PKVAE, VAEConfig
 
 #: Covariates entering the model on a log scale (all positive); SEX stays 0/1.
@@ -175,7 +176,8 @@ def train_vae(data: PopulationData, out_dir: Path, settings: TrainSettings, resu
     if state["best_state"] is not None:
         model.load_state_dict(state["best_state"])
     model.eval()
-    summary = {"data_seed": data.seed, "n_patients": tensors.n, "n_train": len(train_idx),
+    latent = fit_latent_population(model, data)
+    summary = {"latent_population": latent, "data_seed": data.seed, "n_patients": tensors.n, "n_train": len(train_idx),
                "n_validation": len(val_idx), "n_intervals": tensors.k, "epochs_run": state["epoch"],
                "best_validation_loss": state["best_val"], "train_seconds_this_run": time.perf_counter() - started,
                "settings": vars(settings)}
