@@ -29,7 +29,8 @@ class PaclitaxelCarboplatinEnv(gym.Env):
     The patient: two PK-VAE decoders (:class:`vae_simulator.simulator.PKSimulator`, trained on
     the published models of Crombag 2019 for paclitaxel and Zandvliet 2008 for carboplatin) give
     each drug's plasma profile over the cycle, from the patient's covariates (shared by both)
-    and two latents ``z ~ N(0, iiv_scale^2 I)`` (one per drug, unknown to the agent). The
+    and two latents ``z`` drawn from each decoder's fitted latent population given the covariates
+    (spread scaled by ``iiv_scale``; one per drug, unknown to the agent). The
     profiles (converted to umol/L with the molar masses 853.9 and 371.25 g/mol) drive the
     pharmacodynamic ground truth of :mod:`vae_simulator.groundtruth.pd`: neutrophils by the
     Friberg 2002 myelosuppression model with additive drug effects, and the tumour's sum of

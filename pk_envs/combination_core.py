@@ -295,16 +295,20 @@ class CombinationTask:
                              f"'z_carboplatin'")
         pac, carbo = self.sims
         draws = {"covariates": Covariates.sample(1, rng).as_array()[0],
-                 "z_paclitaxel": self.iiv_scale * rng.standard_normal(pac.latent_dim),
-                 "z_carboplatin": self.iiv_scale * rng.standard_normal(carbo.latent_dim)}
+                 "z_paclitaxel": rng.standard_normal(pac.latent_dim),  # N(0, I) now, placed below
+                 "z_carboplatin": rng.standard_normal(carbo.latent_dim)}
         anc = FribergParameters.sample(1, rng, self.iiv_scale)
         tum = TumourParameters.sample(1, rng, self.iiv_scale, interaction_l2_umol2_h=self.interaction)
         draws["anc_params"] = np.array([getattr(anc, f.name)[0] for f in fields(FribergParameters)])
         draws["tumour_params"] = np.array([getattr(tum, f.name)[0] for f in fields(TumourParameters)])
         draws["anc_normals"] = rng.standard_normal(1 + 2 * self.n_cycles)
-        for key in ("covariates", "z_paclitaxel", "z_carboplatin"):
+        if options.get("covariates") is not None:
+            draws["covariates"] = np.asarray(options["covariates"], dtype=float).reshape(-1)
+        for key, sim in zip(("z_paclitaxel", "z_carboplatin"), self.sims):
             if options.get(key) is not None:
                 draws[key] = np.asarray(options[key], dtype=float).reshape(-1)
+            else:  # the decoder's latent population given this patient's covariates
+                draws[key] = population_latent(sim, draws["covariates"], draws[key], self.iiv_scale)
         for key, sim in zip(("z_paclitaxel", "z_carboplatin"), self.sims):  # validates shapes and ranges
             sim.make_patients(draws["covariates"][None, :], draws[key][None, :])
         return draws
@@ -438,3 +442,9 @@ class CombinationTask:
                 "best_response": c.best_response[rows], "grade4_events": c.grade4_events[rows],
                 "anc_baseline": c.anc_params[rows, 0], "tumour_baseline_mm": c.tumour_params[rows, 0],
                 "clip_count": c.clip_count[rows]}
+
+
+def population_latent(sim, covariates: np.ndarray, normals: np.ndarray, iiv_scale: float) -> np.ndarray:
+    """A patient's latent from standard normals: the simulator's latent population given the
+    covariates, as :meth:`PKSimulator.sample_patients` draws it."""
+    return sim.typical_latent(covariates[None, :])[0] + iiv_scale * sim.latent_chol @ normals

@@ -54,6 +54,15 @@ class GroundTruthCycleSimulator(PKSimulator):
                                    max_intervals=MAX_CYCLES, dose_max_mg=self.dose_range_mg[1],
                                    latent_dim=self.latent_dim)
         self.manifest = {"ground_truth": model.source}
+        self.latent_chol = np.eye(self.latent_dim)  # z are the published random effects in SD units
+
+    @property
+    def state_size(self) -> int:
+        return 1
+
+    def typical_latent(self, covariates: np.ndarray) -> np.ndarray:
+        """The typical patient has all random effects at 0."""
+        return np.zeros((np.atleast_2d(covariates).shape[0], self.latent_dim))
 
     def initial_state(self, patients: Patients) -> np.ndarray:
         return np.zeros((len(patients), 1))

@@ -19,7 +19,8 @@ class SingleDrugEnv(gym.Env):
     Dose one drug for one virtual patient over a treatment course, one dosing interval per step,
     as in model-informed precision dosing (MIPD). The patient is a PK-VAE decoder
     (:class:`vae_simulator.simulator.PKSimulator`) trained on a published population PK model:
-    covariates from an adult population and a latent ``z ~ N(0, iiv_scale^2 I)`` that holds the
+    covariates from an adult population and a latent ``z`` from the decoder's fitted latent
+    population given those covariates (``PKSimulator.sample_patients``; spread scaled by ``iiv_scale``) that holds the
     patient's individual pharmacokinetics, unknown to the agent. After each interval the clinic
     gets sparse, noisy drug assays (e.g. peak and trough) and decides the next dose.
 

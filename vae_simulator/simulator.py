@@ -5,7 +5,7 @@ implementation (:class:`NumpyDecoder`, tested equal to the torch model) that ste
 dosing interval at a time for a batch of patients, carrying each patient's state::
 
     sim = PKSimulator.from_pretrained("vancomycin")
-    patients = sim.sample_patients(64, rng)          # covariates + latent z ~ N(0, I)
+    patients = sim.sample_patients(64, rng)          # covariates + latent z from the fitted population
     state = sim.initial_state(patients)
     conc, log_sigma, state = sim.step(state, patients, doses_mg)   # (64, G) mg/L on sim.grid_h
     observed = sim.observe(conc, log_sigma, rng)     # noisy assay results, mg/L

@@ -126,7 +126,10 @@ def train_vae(data: PopulationData, out_dir: Path, settings: TrainSettings, resu
         if ckpt.get("fingerprint") != fingerprint:
             raise ValueError(f"{ckpt_path} was written for another run ({ckpt.get('fingerprint')}); "
                              f"it cannot resume {fingerprint}")
-        model.load_state_dict(ckpt["model"])
+        missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+        # the latent population is fitted after training, so older checkpoints lack it (and only it)
+        if unexpected or any(not k.startswith("population.") for k in missing):
+            raise ValueError(f"{ckpt_path} does not fit this PK-VAE: missing {missing}, unexpected {unexpected}")
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         state = {k: ckpt[k] for k in state}
