@@ -43,6 +43,31 @@ def decode_profile(model: PKVAE, z: np.ndarray, cov: np.ndarray, doses_mg: np.nd
     return y_to_conc(model, decode_numpy(model, z, cov, doses_mg)[0])
 
 
+def latent_population(model: PKVAE, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The PK-VAE's latent population given covariates: mean ``(n, d)`` and Cholesky factor ``(d, d)``.
+
+    ``z | x ~ N(mean, L L^T)`` as fitted after training (:class:`~vae_simulator.vae.model.LatentPopulation`);
+    N(0, I) for a model whose population was not fitted.
+    """
+    with torch.no_grad():
+        x = model.normalizer.covariates(torch.as_tensor(cov, dtype=torch.float32))
+        mean = model.population.mean(x).double().numpy()
+    return mean, model.population.chol.detach().double().numpy()
+
+
+def sample_latent_population(model: PKVAE, cov: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """New patients' latents ``(n, d)`` drawn from the latent population given their covariates."""
+    mean, chol = latent_population(model, cov)
+    return mean + rng.standard_normal(mean.shape) @ chol.T
+
+
+def population_is_fitted(model: PKVAE) -> bool:
+    """Whether the model carries a fitted latent population (else it is the N(0, I) prior)."""
+    pop = model.population
+    return bool(pop.weight.abs().sum() > 0 or pop.bias.abs().sum() > 0
+                or not torch.equal(pop.chol, torch.eye(pop.chol.shape[0])))
+
+
 def report_like_assay(conc_mg_l: np.ndarray, lloq_mg_l: float) -> np.ndarray:
     """Results below the LLOQ reported as LLOQ/2, as the ground truth's assay does."""
     return np.where(conc_mg_l < lloq_mg_l, 0.5 * lloq_mg_l, conc_mg_l)

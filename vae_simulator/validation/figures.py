@@ -31,7 +31,7 @@ def _save(fig, path: Path) -> Path:
 
 def plot_vpc(check: CohortCheck, drug: str, lloq_mg_l: float, path: Path) -> Path:
     """Visual predictive check: observed 5/50/95th percentiles over the PK-VAE's shaded bands."""
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig, ax = plt.subplots(figsize=(11, 4.5))
     t, sim, obs = check.times_h, check.simulated_pct, check.observed_pct
     ax.fill_between(t, sim[0], sim[2], color="tab:blue", alpha=0.25, label="PK-VAE 5-95th percentile")
     ax.plot(t, sim[1], color="tab:blue", lw=1.5, label="PK-VAE median")
@@ -45,7 +45,7 @@ def plot_vpc(check: CohortCheck, drug: str, lloq_mg_l: float, path: Path) -> Pat
     ax.set_title(f"{drug}: visual predictive check, standard dosing\n"
                  f"{100 * check.outside_band:.1f}% of observations outside the simulated 5-95% band",
                  fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never hides data
     return _save(fig, path)
 
 
@@ -77,8 +77,9 @@ def plot_mipd(study: MipdStudy, target: ExposureTarget, drug: str, path: Path) -
     hi = np.percentile(values, 99.5)
     bins = np.linspace(0.0, max(hi, target.high * 1.2), 50)
     for name in study.strategies:
+        label = f"{STRATEGY_LABELS[name]}: {100 * study.in_window[name]:.0f}% in window"
         ax.hist(np.clip(study.exposure[name], bins[0], bins[-1]), bins=bins, histtype="step", lw=1.6,
-                color=STRATEGY_COLORS[name], label=f"{STRATEGY_LABELS[name]}: {100 * study.in_window[name]:.0f}% in window")
+                color=STRATEGY_COLORS[name], label=label)
     ax.axvspan(target.low, target.high, color="tab:green", alpha=0.12, label="target window")
     ax.set_xlabel(f"true {target.metric} of dosing interval {study.interval + 2} (1-based) ({target.unit})")
     ax.set_ylabel("patients")

@@ -36,7 +36,7 @@ def reference_reason(drug: str) -> str | None:
 
 
 def true_model_map(truth: DrugModel, covariates: np.ndarray, doses_mg: np.ndarray, samples: Samples,
-                   n_iter: int = 40) -> dict[str, np.ndarray]:
+                   n_iter: int = 20) -> dict[str, np.ndarray]:
     """MAP individual parameters ``name -> (n,)`` given the samples and the doses so far.
 
     ``doses_mg (n, k)`` must cover every sample time (samples within ``(0, k * interval_h]``).

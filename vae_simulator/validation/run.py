@@ -15,7 +15,7 @@ from vae_simulator.population import simulate_dataset
 from vae_simulator.vae.io import load_model, load_pretrained
 from vae_simulator.vae.model import PKVAE
 from vae_simulator.validation import figures
-from vae_simulator.validation.common import standard_dose_cohort
+from vae_simulator.validation.common import population_is_fitted, standard_dose_cohort
 from vae_simulator.validation.mipd_study import MipdStudy, mipd_study
 from vae_simulator.validation.profiles import (
     CohortCheck,
@@ -65,6 +65,7 @@ class DrugValidation:
     seconds: float = 0.0
     training: dict = field(default_factory=dict)
     n_intervals: int = 0
+    latent: str = ""
     reconstruction: Reconstruction | None = None
     reconstruction_subset: Reconstruction | None = None
     one_compartment: Reconstruction | None = None
@@ -130,7 +131,8 @@ def validate_drug(drug: str, settings: ValidationSettings, out_dir: Path,
     if k < settings.interval + 2:
         raise ValueError(f"{drug}: the PK-VAE covers {k} intervals; sample interval j={settings.interval} "
                          f"needs at least j+2 = {settings.interval + 2}")
-    result = DrugValidation(drug=drug, training=training, n_intervals=k)
+    result = DrugValidation(drug=drug, training=training, n_intervals=k,
+                            latent="fitted" if population_is_fitted(model) else "N(0, I) (not fitted)")
     clock = StepClock(step)  # notifies the caller and times each step
 
     clock("held-out data")

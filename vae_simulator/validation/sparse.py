@@ -6,9 +6,10 @@ predicts interval ``j + 1``:
 
 * prediction: ``z`` from the encoder (posterior mean), refined by MAP on the decoder; the
   exposure of interval ``j + 1`` (the drug's target metric, AUC and trough) is scored
-  against the truth (within +-20 %). The population-typical prediction (``z = 0``, no
-  samples) shows what the samples add; MAP with the TRUE model (:mod:`.reference_map`) shows
-  what the exact model's Bayesian estimate makes of the same samples (a reference).
+  against the truth (within +-20 %). The population-typical prediction (the latent
+  population's mean given the covariates, no samples) shows what the samples add; MAP with the
+  TRUE model (:mod:`.reference_map`) shows what the exact model's Bayesian estimate makes of the
+  same samples (a reference).
 * calibration: posterior predictive draws (``z`` from the encoder's posterior, plus the
   decoder's learned noise) give a 90 % prediction interval for each noisy grid observation
   of interval ``j + 1``; its coverage of the held-out observations should be near 90 %.
@@ -29,6 +30,8 @@ from vae_simulator.validation.common import (
     decode_numpy,
     decode_profile,
     exposure_of,
+    latent_population,
+    true_last_interval_exposure,
     y_to_conc,
 )
 from vae_simulator.validation.metrics import coverage, fraction_within, prediction_interval
@@ -96,8 +99,8 @@ def sparse_prediction(model: PKVAE, truth: DrugModel, data: PopulationData, inte
     cov, doses = _history(data, interval, index)
     samples = _subset(clinic_samples(data, truth, interval), index)
     mu, _ = encode(model, cov, doses, samples)
-    z = {"typical": np.zeros_like(mu), "encoder": mu, "map": map_refine(model, mu, cov, doses, samples,
-                                                                         steps=map_steps)}
+    z = {"typical": latent_population(model, cov)[0], "encoder": mu,
+         "map": map_refine(model, mu, cov, doses, samples, steps=map_steps)}
     true_profile = data.conc_true[index, :interval + 2].astype(float)
     reference = None
     if reference_reason(truth.name) is None:
@@ -106,7 +109,8 @@ def sparse_prediction(model: PKVAE, truth: DrugModel, data: PopulationData, inte
     for metric in prediction_metrics(truth):
         true_exp = exposure_of(truth, true_profile, metric)[:, -1]
         # a relative error of a concentration below the LLOQ means nothing: score measurable ones only
-        scored = true_exp > truth.lloq_mg_l if metric in CONCENTRATION_METRICS else np.ones(true_exp.shape, bool)
+        scored = (true_exp > truth.lloq_mg_l if metric in CONCENTRATION_METRICS
+                  else np.ones(true_exp.shape, dtype=bool))
         predicted = {name: exposure_of(truth, decode_profile(model, z[name], cov, doses), metric)[:, -1]
                      for name in PREDICTORS}
         if reference is not None:
