@@ -123,7 +123,7 @@ class Covariates:
         return int(self.AGE.shape[0])
 
     @classmethod
-    def from_measurements(cls, *, age_y, sex, wt_kg, ht_cm, scr_mg_dl, crcl_ml_min=None) -> "Covariates":
+    def from_measurements(cls, *, age_y, sex, wt_kg, ht_cm, scr_mg_dl, crcl_ml_min=None) -> Covariates:
         """Covariates from measured values; BSA (Du Bois) and CrCL (Cockcroft-Gault) derived.
 
         ``crcl_ml_min`` overrides the Cockcroft-Gault estimate when the clinic measured it.
@@ -135,7 +135,7 @@ class Covariates:
                    SCR=scr_mg_dl, CRCL=np.atleast_1d(np.asarray(crcl, dtype=float)))
 
     @classmethod
-    def sample(cls, n: int, rng: np.random.Generator) -> "Covariates":
+    def sample(cls, n: int, rng: np.random.Generator) -> Covariates:
         """Draw ``n`` adult patients (see module docstring for the sources).
 
         Patients whose Cockcroft-Gault CrCL falls outside ``[15, 250]`` mL/min (the formula
@@ -162,7 +162,7 @@ class Covariates:
         return np.stack([getattr(self, c) for c in names], axis=1)
 
     @classmethod
-    def from_array(cls, values: np.ndarray, names: tuple[str, ...] = COVARIATE_NAMES) -> "Covariates":
+    def from_array(cls, values: np.ndarray, names: tuple[str, ...] = COVARIATE_NAMES) -> Covariates:
         """Inverse of :meth:`as_array` (all of :data:`COVARIATE_NAMES` must be present)."""
         values = np.asarray(values, dtype=float)
         if values.ndim != 2 or values.shape[1] != len(names):
@@ -173,7 +173,7 @@ class Covariates:
             raise ValueError(f"covariate array lacks {missing}")
         return cls(**{c: values[:, names.index(c)] for c in COVARIATE_NAMES})
 
-    def subset(self, index) -> "Covariates":
+    def subset(self, index) -> Covariates:
         """The patients selected by ``index`` (any numpy index)."""
         return Covariates(**{f.name: np.atleast_1d(getattr(self, f.name)[index]) for f in fields(self)})
 

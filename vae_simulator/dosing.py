@@ -14,8 +14,8 @@ Ties go to the smaller dose.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -41,7 +41,7 @@ class DoseTarget:
             raise ValueError("a 'time_above' target needs threshold_mg_l > 0")
 
     @classmethod
-    def from_exposure_target(cls, target: ExposureTarget) -> "DoseTarget":
+    def from_exposure_target(cls, target: ExposureTarget) -> DoseTarget:
         return cls(target.metric, target.low, target.high, target.threshold_mg_l)
 
     @property

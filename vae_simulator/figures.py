@@ -15,11 +15,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from vae_simulator.covariates import Covariates  # noqa: E402
-from vae_simulator.groundtruth import DRUGS, get_model  # noqa: E402
+from vae_simulator.covariates import Covariates
+from vae_simulator.groundtruth import DRUGS, get_model
 
 #: Intervals shown per drug: enough to see accumulation, few enough to see each profile's shape.
 SHOWN_INTERVALS = {"vancomycin": 6, "phenytoin": 14, "mycophenolate": 4, "theophylline": 6,

@@ -70,7 +70,7 @@ class PopulationData:
         np.savez_compressed(path, **arrays)
 
     @classmethod
-    def from_npz(cls, path) -> "PopulationData":
+    def from_npz(cls, path) -> PopulationData:
         """Read a file written by :meth:`to_npz`, refusing anything else."""
         try:
             with np.load(path, allow_pickle=False) as f:

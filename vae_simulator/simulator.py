@@ -116,7 +116,7 @@ class PKSimulator:
         self.latent_chol = pop.chol.detach().double().numpy()
 
     @classmethod
-    def from_pretrained(cls, drug: str) -> "PKSimulator":
+    def from_pretrained(cls, drug: str) -> PKSimulator:
         """The simulator on the decoder shipped with the package for ``drug``."""
         from vae_simulator.vae.io import load_pretrained
 

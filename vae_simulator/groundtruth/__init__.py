@@ -34,5 +34,12 @@ def get_model(name: str) -> DrugModel:
     return getattr(importlib.import_module(module), cls)()
 
 
-__all__ = ["DRUGS", "SINGLE_DRUGS", "COMBINATION_DRUGS", "DrugModel", "ExposureTarget", "ResidualError",
-           "get_model"]
+__all__ = [
+    "COMBINATION_DRUGS",
+    "DRUGS",
+    "SINGLE_DRUGS",
+    "DrugModel",
+    "ExposureTarget",
+    "ResidualError",
+    "get_model",
+]

@@ -12,8 +12,8 @@ tightened by ``sqrt(chunk)`` so the error of each single patient stays within ``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import scipy.sparse
