@@ -276,3 +276,19 @@ def test_latent_population_draws_follow_the_fitted_population(toy_registered):
     z = sample_latent_population(model, cov, np.random.default_rng(0))
     np.testing.assert_allclose(z.mean(0), [1.0, -2.0, 0.5], atol=0.05)
     np.testing.assert_allclose(z.std(0), [0.5, 2.0, 1.0], rtol=0.03)
+
+
+def test_record_writes_metrics_into_the_manifest_and_keeps_the_checksum(tmp_path):
+    import json
+
+    from vae_simulator.vae.io import load_model, record_metrics, save_model
+    from vae_simulator.vae.model import PKVAE, VAEConfig
+
+    model = PKVAE(VAEConfig(drug="vancomycin", n_covariates=7, grid_size=12, latent_dim=2, hidden=8))
+    weights, manifest = save_model(model, tmp_path, {"data_seed": 0})
+    before = json.loads(manifest.read_text())["sha256"]
+    record_metrics(manifest, {"reconstruction_median_ape": 0.07})
+    after = json.loads(manifest.read_text())
+    assert after["sha256"] == before and after["metrics"] == {"reconstruction_median_ape": 0.07}
+    _, meta = load_model(manifest, expected_drug="vancomycin")  # still loads: checksum intact
+    assert meta["metrics"]["reconstruction_median_ape"] == 0.07

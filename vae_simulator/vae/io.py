@@ -108,6 +108,14 @@ def load_model(manifest_path: Path, expected_drug: str | None = None) -> tuple[P
     return model, manifest
 
 
+def record_metrics(manifest_path: Path, metrics: dict) -> None:
+    """Write validation ``metrics`` into a manifest (the weights and their checksum are untouched)."""
+    manifest_path = Path(manifest_path)
+    manifest = read_manifest(manifest_path)
+    manifest["metrics"] = metrics
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
 def load_pretrained(drug: str) -> tuple[PKVAE, dict]:
     """The PK-VAE shipped with the package for ``drug``."""
     from vae_simulator.groundtruth import DRUGS

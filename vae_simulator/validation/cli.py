@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from vae_simulator.groundtruth import DRUGS, get_model
+from vae_simulator.vae.io import record_metrics, shipped_weights_dir
 from vae_simulator.validation.report import write_report
 from vae_simulator.validation.run import STEPS, DrugValidation, ValidationSettings, validate_drug
 
@@ -53,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("reports/vae"),
                    help="output folder (default reports/vae)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--record", action="store_true",
+                   help="write each drug's headline metrics into its manifest (shipped, or --weights-dir)")
     return p
 
 
@@ -114,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         torch.set_num_threads(threads_before)  # main() may run inside a longer process (tests)
     report = write_report(results, settings, display_command(argv), args.out)
+    if args.record:
+        for r in results:
+            if not r.skipped:
+                path = (args.weights_dir or shipped_weights_dir()) / f"{r.drug}.json"
+                record_metrics(path, headline_metrics(r, display_command(argv)))
+                print(f"{r.drug}: metrics recorded in {path}")
     for r in results:
         print(f"{r.drug}: skipped, {r.skipped}" if r.skipped else f"{r.drug}: validated in {r.seconds:.0f} s")
     print(f"report: {report}")
@@ -135,3 +144,14 @@ def _validate_all(drugs: tuple[str, ...], settings: ValidationSettings,
                 raise SystemExit(f"error: {exc}") from exc
             progress.finish()
     return results
+
+
+def headline_metrics(r: DrugValidation, command: str) -> dict:
+    """The numbers a manifest records: one per goal of the validation (fractions, not percent)."""
+    metrics: dict = {"command": command, "held_out_patients": r.reconstruction.n_patients,
+                     "reconstruction_median_ape": r.reconstruction.median_ape,
+                     "reconstruction_log_rmse": r.reconstruction.log_rmse,
+                     "prediction_interval_90_coverage": r.calibration.coverage}
+    metrics["next_interval_within_20pct"] = {metric: dict(by) for metric, by in r.sparse.within.items()}
+    metrics["mipd_in_target_window"] = dict(r.mipd.in_window)
+    return metrics
