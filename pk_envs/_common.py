@@ -160,15 +160,7 @@ class DoseActions:
         return (np.clip(values, -1.0, 1.0) + 1.0) * 0.5 * self.dose_max_mg, clipped
 
     def _discrete_to_mg(self, actions, n: int) -> tuple[np.ndarray, np.ndarray]:
-        values = np.asarray(actions)
-        if values.size != n or not (np.issubdtype(values.dtype, np.integer) and values.dtype != np.bool_):
-            raise ValueError(f"action must be {n} integer index(es) in [0, {self.levels_mg.size - 1}] "
-                             f"(space {self.space}), got {actions!r}")
-        values = values.reshape(n)
-        bad = (values < 0) | (values >= self.levels_mg.size)
-        if bad.any():
-            raise ValueError(f"action {int(values[bad][0])} is not a dose level index in "
-                             f"[0, {self.levels_mg.size - 1}]")
+        values = check_discrete_actions(actions, n, self.levels_mg.size, self.space, "dose level")
         return self.levels_mg[values], np.zeros(n, dtype=bool)
 
     def from_mg(self, dose_mg: float) -> np.ndarray | int:
@@ -293,3 +285,16 @@ class ReplayNormals:
         if tuple(np.atleast_1d(shape)) != self.normals.shape:
             raise ValueError(f"pre-drawn normals have shape {self.normals.shape}, asked for {shape}")
         return self.normals
+
+
+def check_discrete_actions(actions, n: int, n_choices: int, space, what: str) -> np.ndarray:
+    """``n`` discrete actions as an ``(n,)`` int array; ValueError naming the bad value otherwise."""
+    values = np.asarray(actions)
+    if values.size != n or values.dtype == np.bool_ or not np.issubdtype(values.dtype, np.integer):
+        raise ValueError(f"action must be {n} integer index(es) in [0, {n_choices - 1}] "
+                         f"(space {space}), got {actions!r}")
+    values = values.reshape(n)
+    bad = (values < 0) | (values >= n_choices)
+    if bad.any():
+        raise ValueError(f"action {int(values[bad][0])} is not a {what} index in [0, {n_choices - 1}]")
+    return values

@@ -22,6 +22,7 @@ from gymnasium import logger, spaces
 from pk_envs._common import (
     ReplayNormals,
     batch_invariant,
+    check_discrete_actions,
     check_finite_at_least,
     check_int_in,
     covariate_bounds,
@@ -126,15 +127,7 @@ class CombinationActions:
     def to_doses(self, actions, n: int) -> tuple[np.ndarray, np.ndarray]:
         """``n`` actions -> ``(doses (n, 2) [mg/m2, AUC], clipped (n,) bool)``."""
         if self.discrete:
-            values = np.asarray(actions)
-            if values.size != n or values.dtype == np.bool_ or not np.issubdtype(values.dtype, np.integer):
-                raise ValueError(f"action must be {n} integer index(es) in [0, {self.space.n - 1}] "
-                                 f"(space {self.space}), got {actions!r}")
-            values = values.reshape(n)
-            bad = (values < 0) | (values >= self.space.n)
-            if bad.any():
-                raise ValueError(f"action {int(values[bad][0])} is not a dose-combination index in "
-                                 f"[0, {self.space.n - 1}]")
+            values = check_discrete_actions(actions, n, self.space.n, self.space, "dose-combination")
             k = len(DOSE_LEVELS)
             fractions = np.stack([self.levels[values // k], self.levels[values % k]], axis=1)
             return fractions * self.standard, np.zeros(n, dtype=bool)
