@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import gymnasium as gym
 import numpy as np
 
-from pk_envs._common import first_row
 from pk_envs.combination_core import CYCLE_H, GRADE4_E9_L, Cohort, CombinationTask, conventional_doses
 from pk_envs.rendering import figure_to_rgb, new_figure
+from pk_envs.task_env import TaskEnv
 from vae_simulator.groundtruth.pd.grading import PD_INCREASE, PR_DECREASE
 
 GRADE3_E9_L = 1.0
 
 
-class PaclitaxelCarboplatinEnv(gym.Env):
+class PaclitaxelCarboplatinEnv(TaskEnv):
     """
     ## Description
 
@@ -181,25 +178,16 @@ class PaclitaxelCarboplatinEnv(gym.Env):
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 2}  # noqa: RUF012 (Gymnasium convention)
+    example_id = "PKDose/PaclitaxelCarboplatin-v0"
 
     def __init__(self, simulators=None, *, discrete: bool = False, vector_reward: bool = False,
                  reward_weights=(1.0, 1.0), n_cycles: int = 6, assessment_every: int = 2,
                  noise_scale: float = 1.0, iiv_scale: float = 1.0, interaction: float | None = None,
                  render_mode: str | None = None):
-        check_render_mode(render_mode, self.metadata)
-        self.task = CombinationTask(simulators=simulators, discrete=discrete, vector_reward=vector_reward,
+        self._setup(CombinationTask(simulators=simulators, discrete=discrete, vector_reward=vector_reward,
                                     reward_weights=reward_weights, n_cycles=n_cycles,
                                     assessment_every=assessment_every, noise_scale=noise_scale,
-                                    iiv_scale=iiv_scale, interaction=interaction)
-        self.render_mode = render_mode
-        self.action_space = self.task.actions.space
-        self.observation_space = self.task.observation_space
-        if vector_reward:
-            self.reward_space = self.task.reward_space
-            self.reward_dim = 2
-        self._cohort = self.task.new_cohort(1)
-        self._rows = np.array([0])
-        self._started = False
+                                    iiv_scale=iiv_scale, interaction=interaction), render_mode)
 
     def doses_to_action(self, paclitaxel_mg_m2: float, carboplatin_auc: float):
         """The action nearest these doses (mg/m2, mg*min/mL)."""
@@ -210,33 +198,11 @@ class PaclitaxelCarboplatinEnv(gym.Env):
         """The conventional regimen's action for this observation (175 mg/m2 + AUC 6, -20 % after grade 4)."""
         return self.doses_to_action(*(d[0] for d in conventional_doses(observation)))
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        self.task.start(self._cohort, self._rows, [self.task.draw_episode(self.np_random, options)])
-        self._started = True
-        return self.task.observations(self._cohort)[0], first_row(self.task.patient_info(self._cohort, self._rows))
+    def _to_doses(self, action):
+        return self.task.actions.to_doses(action, 1)
 
-    def step(self, action):
-        if not self._started:
-            raise RuntimeError("call reset() before step()")
-        doses, clipped = self.task.actions.to_doses(action, 1)
-        out = self.task.advance(self._cohort, self._rows, doses, clipped)
-        reward = self.task.rewards(out["objectives"])[0]
-        reward = reward if self.task.vector_reward else float(reward)
-        return (self.task.observations(self._cohort)[0], reward, bool(out["terminated"][0]),
-                bool(out["truncated"][0]), first_row(out["info"]))
-
-    def render(self):
-        if self.render_mode is None:
-            gym.logger.warn('render() needs render_mode="rgb_array" at construction, e.g. '
-                            'gym.make("PKDose/PaclitaxelCarboplatin-v0", render_mode="rgb_array")')
-            return None
+    def _render_image(self) -> np.ndarray:
         return render_course(self.task, self._cohort, 0)
-
-
-def check_render_mode(render_mode: str | None, metadata: dict) -> None:
-    if render_mode is not None and render_mode not in metadata["render_modes"]:
-        raise ValueError(f"render_mode must be None or one of {metadata['render_modes']}, got {render_mode!r}")
 
 
 def render_course(task: CombinationTask, c: Cohort, row: int) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from pk_envs.combination import check_render_mode, render_course
+from pk_envs.combination import render_course
 from pk_envs.combination_core import CombinationTask, conventional_doses
 from pk_envs.task_vector import TaskVectorEnv
 
@@ -23,7 +23,6 @@ class PaclitaxelCarboplatinVectorEnv(TaskVectorEnv):
 
     def __init__(self, num_envs: int = 1, simulators=None, *, max_episode_steps: int | None = None,
                  render_mode: str | None = None, **task_kwargs):
-        check_render_mode(render_mode, self.metadata)
         task = CombinationTask(simulators=simulators, **task_kwargs)
         self._setup(num_envs, task, task.n_cycles, max_episode_steps, render_mode)
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import gymnasium as gym
 import numpy as np
 
-from pk_envs._common import check_render_mode, first_row
 from pk_envs.single_drug_core import SingleDrugTask
+from pk_envs.task_env import TaskEnv
 from vae_simulator.simulator import PKSimulator
 
 
-class SingleDrugEnv(gym.Env):
+class SingleDrugEnv(TaskEnv):
     """
     ## Description
 
@@ -167,21 +166,12 @@ class SingleDrugEnv(gym.Env):
                  full_observation: bool = False, noise_scale: float = 1.0, missing_prob: float = 0.0,
                  iiv_scale: float = 1.0, n_intervals: int | None = None, dose_history: int = 4,
                  render_mode: str | None = None):
-        self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
         if simulator is None and drug is None:
             drug = "vancomycin"
-        self.task = SingleDrugTask(drug, simulator=simulator, discrete=discrete, vector_reward=vector_reward,
+        self._setup(SingleDrugTask(drug, simulator=simulator, discrete=discrete, vector_reward=vector_reward,
                                    reward_weights=reward_weights, full_observation=full_observation,
                                    noise_scale=noise_scale, missing_prob=missing_prob, iiv_scale=iiv_scale,
-                                   n_intervals=n_intervals, dose_history=dose_history)
-        self.action_space = self.task.actions.space
-        self.observation_space = self.task.observation_space
-        if vector_reward:
-            self.reward_space = self.task.reward_space
-            self.reward_dim = 2
-        self._cohort = self.task.new_cohort(1)
-        self._rows = np.array([0])
-        self._started = False
+                                   n_intervals=n_intervals, dose_history=dose_history), render_mode)
 
     @property
     def drug(self) -> str:
@@ -191,31 +181,8 @@ class SingleDrugEnv(gym.Env):
         """The action nearest ``dose_mg`` (mg), e.g. for the label dose in ``info["standard_dose_mg"]``."""
         return self.task.actions.from_mg(dose_mg)
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        self.task.start(self._cohort, self._rows, [self.task.draw_episode(self.np_random, options)])
-        self._started = True
-        return self._observation(), first_row(self.task.patient_info(self._cohort, self._rows))
+    def _to_doses(self, action):
+        return self.task.actions.to_mg(action, 1)
 
-    def step(self, action):
-        if not self._started:
-            raise RuntimeError("call reset() before step()")
-        doses, clipped = self.task.actions.to_mg(action, 1)
-        out = self.task.advance(self._cohort, self._rows, doses, clipped)
-        reward = self.task.rewards(out["objectives"])[0]
-        reward = reward if self.task.vector_reward else float(reward)
-        return (self._observation(), reward, bool(out["terminated"][0]), bool(out["truncated"][0]),
-                first_row(out["info"]))
-
-    def _observation(self) -> np.ndarray:
-        return self.task.observations(self._cohort)[0]
-
-    def render(self):
-        if self.render_mode is None:
-            gym.logger.warn('render() needs render_mode="rgb_array" at construction, e.g. '
-                            'gym.make("PKDose/Vancomycin-v0", render_mode="rgb_array")')
-            return None
+    def _render_image(self) -> np.ndarray:
         return self.task.render(self._cohort, 0)
-
-
-_first = first_row  # former private name, kept for modules that import it

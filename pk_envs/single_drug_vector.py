@@ -11,7 +11,6 @@ from typing import ClassVar
 
 from gymnasium.vector import AutoresetMode
 
-from pk_envs._common import check_render_mode
 from pk_envs.single_drug_core import SingleDrugTask
 from pk_envs.task_vector import TaskVectorEnv
 from vae_simulator.simulator import PKSimulator
@@ -28,7 +27,6 @@ class SingleDrugVectorEnv(TaskVectorEnv):
 
     def __init__(self, num_envs: int = 1, drug: str | None = None, *, simulator: PKSimulator | None = None,
                  max_episode_steps: int | None = None, render_mode: str | None = None, **task_kwargs):
-        render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
         if simulator is None and drug is None:
             drug = "vancomycin"
         task = SingleDrugTask(drug, simulator=simulator, **task_kwargs)

@@ -20,7 +20,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from pk_envs._common import batched_options, check_int_in, scatter_rows, with_masks
+from pk_envs._common import batched_options, check_int_in, check_render_mode, scatter_rows, with_masks
 
 
 class TaskVectorEnv(VectorEnv):
@@ -45,7 +45,7 @@ class TaskVectorEnv(VectorEnv):
             check_int_in("max_episode_steps", max_episode_steps, 1)
         self.max_episode_steps = max_episode_steps
         self.horizon = min(task_horizon, max_episode_steps or task_horizon)
-        self.render_mode = render_mode
+        self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
         self.single_action_space = task.actions.space
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.single_observation_space = task.observation_space
