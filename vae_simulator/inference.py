@@ -15,6 +15,7 @@ Samples are given per patient as padded arrays with a mask: ``times_h`` from the
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,7 +71,7 @@ def decoded_at_times(model: PKVAE, z: torch.Tensor, covariates: torch.Tensor, do
     """
     mean, log_sigma = model.decode(z, covariates, doses_mg)
     n, k, g = mean.shape
-    grid = np.concatenate([[0.0], np.asarray(model_grid(model))])
+    grid = np.concatenate([[0.0], _recording_grid_h(model.cfg.drug)])
     y_zero = model.to_y(torch.zeros(()))
     start_mean = torch.cat([y_zero.expand(n, 1), mean[:, :-1, -1]], dim=1)
     start_ls = torch.cat([log_sigma[:, :1, 0], log_sigma[:, :-1, -1]], dim=1)
@@ -86,10 +87,14 @@ def decoded_at_times(model: PKVAE, z: torch.Tensor, covariates: torch.Tensor, do
     return lo_m * (1 - w) + hi_m * w, lo_s * (1 - w) + hi_s * w
 
 
-def model_grid(model: PKVAE) -> np.ndarray:
+@functools.cache
+def _recording_grid_h(drug: str) -> np.ndarray:
+    """The drug's recording grid (h after a dose); looked up once, since MAP calls this every step."""
     from vae_simulator.groundtruth import get_model
 
-    return np.asarray(get_model(model.cfg.drug).interval_grid_h, dtype=float)
+    grid = np.asarray(get_model(drug).interval_grid_h, dtype=float)
+    grid.flags.writeable = False  # shared by every caller
+    return grid
 
 
 def map_refine(model: PKVAE, z_init: np.ndarray, covariates: np.ndarray, doses_mg: np.ndarray, samples: Samples,
