@@ -1,7 +1,7 @@
 """Natively batched :class:`PaclitaxelCarboplatinVectorEnv`: N patients, one decoder call per drug per step.
 
 Reproduces ``SyncVectorEnv`` of N :class:`~pk_envs.combination.PaclitaxelCarboplatinEnv` exactly
-(the PD models are element-wise over patients); the seeding, autoreset (``NEXT_STEP``) and info
+(the PD models are element-wise over patients); the seeding, autoreset (``NEXT_STEP``, or ``SAME_STEP`` on request) and info
 conventions are those of :class:`~pk_envs.task_vector.TaskVectorEnv`.
 """
 
@@ -22,9 +22,10 @@ class PaclitaxelCarboplatinVectorEnv(TaskVectorEnv):
                 "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int = 1, simulators=None, *, max_episode_steps: int | None = None,
-                 render_mode: str | None = None, **task_kwargs):
+                 render_mode: str | None = None, autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+                 **task_kwargs):
         task = CombinationTask(simulators=simulators, **task_kwargs)
-        self._setup(num_envs, task, task.n_cycles, max_episode_steps, render_mode)
+        self._setup(num_envs, task, task.n_cycles, max_episode_steps, render_mode, autoreset_mode)
 
     def conventional_action(self, observations: np.ndarray) -> np.ndarray:
         """The conventional regimen's actions for ``(num_envs, D)`` observations."""

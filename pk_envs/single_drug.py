@@ -177,6 +177,32 @@ class SingleDrugEnv(TaskEnv):
     def drug(self) -> str:
         return self.task.drug
 
+    @property
+    def target(self):
+        """The drug's therapeutic window (:class:`~vae_simulator.groundtruth.base.ExposureTarget`)."""
+        return self.task.target
+
+    @property
+    def interval_h(self) -> float:
+        """Dosing interval, h (a step)."""
+        return float(self.task.interval_h)
+
+    @property
+    def monitoring_times_h(self) -> np.ndarray:
+        """Sampling times of the assays within each interval, h after the dose (observation order)."""
+        return self.task.monitor_h.copy()
+
+    @property
+    def dose_levels_mg(self) -> np.ndarray:
+        """Doses an action can give, mg: the discrete levels, or ``[0, dose_max_mg]`` if continuous."""
+        actions = self.task.actions
+        return actions.levels_mg.copy() if actions.discrete else np.array([0.0, actions.dose_max_mg])
+
+    @property
+    def dose_step_mg(self) -> float:
+        """The drug's practical dose step (vial or tablet), mg: the spacing of the discrete levels."""
+        return float(self.task.spec.dose_step_mg)
+
     def dose_to_action(self, dose_mg: float):
         """The action nearest ``dose_mg`` (mg), e.g. for the label dose in ``info["standard_dose_mg"]``."""
         return self.task.actions.from_mg(dose_mg)

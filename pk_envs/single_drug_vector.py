@@ -1,7 +1,7 @@
 """Natively batched :class:`SingleDrugVectorEnv`: N patients, one decoder call per step.
 
 Reproduces ``SyncVectorEnv`` of N :class:`~pk_envs.single_drug.SingleDrugEnv` exactly; the
-seeding, autoreset (``NEXT_STEP``) and info conventions are those of
+seeding, autoreset (``NEXT_STEP``, or ``SAME_STEP`` on request) and info conventions are those of
 :class:`~pk_envs.task_vector.TaskVectorEnv`.
 """
 
@@ -26,11 +26,12 @@ class SingleDrugVectorEnv(TaskVectorEnv):
                                 "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int = 1, drug: str | None = None, *, simulator: PKSimulator | None = None,
-                 max_episode_steps: int | None = None, render_mode: str | None = None, **task_kwargs):
+                 max_episode_steps: int | None = None, render_mode: str | None = None,
+                 autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP, **task_kwargs):
         if simulator is None and drug is None:
             drug = "vancomycin"
         task = SingleDrugTask(drug, simulator=simulator, **task_kwargs)
-        self._setup(num_envs, task, task.horizon, max_episode_steps, render_mode)
+        self._setup(num_envs, task, task.horizon, max_episode_steps, render_mode, autoreset_mode)
 
     @property
     def drug(self) -> str:

@@ -7,7 +7,11 @@ sub-environments, and draws its episode's random numbers at reset in the single 
 order; the decoders' per-patient results do not depend on the batch
 (:func:`pk_envs._common.batch_invariant`). Autoreset is Gymnasium's default ``NEXT_STEP``: the
 step after an episode ends resets that sub-environment (its action is ignored) and returns its
-first observation with reward 0 and no termination or truncation.
+first observation with reward 0 and no termination or truncation. ``autoreset_mode=SAME_STEP``
+(as ``SyncVectorEnv(..., autoreset_mode=AutoresetMode.SAME_STEP)``) instead resets it within the
+step that ended the episode: the returned observation is the new episode's first, and
+``info["final_obs"]`` (object array) / ``info["final_info"]`` hold the ended episode's last
+observation and step info; Stable-Baselines3's ``VecEnv`` convention needs this mode.
 """
 
 from __future__ import annotations
@@ -38,8 +42,17 @@ class TaskVectorEnv(VectorEnv):
                 "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def _setup(self, num_envs: int, task, task_horizon: int, max_episode_steps: int | None,
-               render_mode: str | None) -> None:
+               render_mode: str | None, autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP) -> None:
         self.num_envs = check_int_in("num_envs", num_envs, 1)
+        modes = (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP)
+        try:
+            mode = AutoresetMode(autoreset_mode)
+        except ValueError:
+            mode = None
+        if mode not in modes:
+            raise ValueError(f"autoreset_mode must be one of {[m.value for m in modes]}, got {autoreset_mode!r}")
+        self.autoreset_mode = mode
+        self.metadata = {**self.metadata, "autoreset_mode": mode}
         self.task = task
         if max_episode_steps is not None:
             check_int_in("max_episode_steps", max_episode_steps, 1)
@@ -111,9 +124,34 @@ class TaskVectorEnv(VectorEnv):
             truncated[active] = out["truncated"] | (self._cohort.given[active] >= self.horizon)
             step_info = {k: v for k, v in out["info"].items() if k not in self.task.PATIENT_KEYS}
             infos = with_masks(scatter_rows(step_info, active, n), ~resetting)
+        ended = terminated | truncated
+        if self.autoreset_mode == AutoresetMode.SAME_STEP and ended.any():
+            infos = self._restart_ended(ended, out["info"])
+        else:
+            self._autoreset = ended
         infos.update(with_masks(self.task.patient_info(self._cohort, np.arange(n)), np.ones(n, dtype=bool)))
-        self._autoreset = terminated | truncated
         return self.task.observations(self._cohort), rewards, terminated, truncated, infos
+
+    def _restart_ended(self, ended: np.ndarray, step_info: dict[str, np.ndarray]) -> dict[str, Any]:
+        """SAME_STEP autoreset: set the ended episodes' last observation and info aside, start new ones.
+
+        ``step_info`` covers all sub-environments (none resets at the start of a step in this mode).
+        Returns the step's info as SyncVectorEnv builds it: step keys only for the episodes that go
+        on, ``final_obs`` / ``final_info`` for those that ended.
+        """
+        n = self.num_envs
+        rows, going = np.flatnonzero(ended), np.flatnonzero(~ended)
+        final_obs = np.full(n, None, dtype=object)
+        last = self.task.observations(self._cohort)
+        for i in rows:
+            final_obs[i] = last[i]
+        final_info = with_masks(scatter_rows({k: v[rows] for k, v in step_info.items()}, rows, n), ended)
+        self.task.start(self._cohort, rows, [self.task.draw_episode(self._rngs[i]) for i in rows])
+        step_keys = {k: v[going] for k, v in step_info.items() if k not in self.task.PATIENT_KEYS}
+        infos = with_masks(scatter_rows(step_keys, going, n), ~ended)
+        infos.update({"final_obs": final_obs, "_final_obs": ended.copy(),
+                      "final_info": final_info, "_final_info": ended.copy()})
+        return infos
 
     def render(self):
         """One image per sub-environment (a tuple, as SyncVectorEnv returns)."""
