@@ -16,6 +16,7 @@ Per-patient figures (all from ``info`` and the rewards; no simulator internals):
 | ``return_<objective>`` | sum of each objective: ``efficacy`` / ``response`` and ``neg_toxicity`` | ``info["objectives"]`` |
 | ``steps`` | intervals (cycles) given | |
 | single drug: ``in_window_fraction`` | fraction of intervals whose true exposure lies in the target window: ``efficacy >= 0.5`` (efficacy is 0.5 exactly at the window's edges, see SingleDrugEnv) | ``info["efficacy"]`` |
+| single drug: ``toxic_exposure`` | 1 if any interval's true exposure exceeded the drug's toxic threshold (``env.target.toxic_above``: the window's upper end for vancomycin, phenytoin, mycophenolate, theophylline; 188 mg/L trough for pembrolizumab) or a serious event occurred | ``info["exposure"]``, ``info["event"]`` |
 | single drug: ``serious_event`` | 1 if a serious toxicity event ended the course (vancomycin AKI, phenytoin/theophylline peak > 40 mg/L) | ``info["event"]`` |
 | single drug: ``cumulative_dose_mg`` | total dose, mg | ``info["dose_mg"]`` |
 | combination: ``objective_response`` | 1 if the best RECIST response was CR or PR (codes 0, 1) | ``info["best_response"]`` |
@@ -123,7 +124,9 @@ def evaluate_policy(env_id: str, policy: Policy | Callable[[np.ndarray, dict], n
         n_patients: cohort size (>= 1); patient ``i`` is seeded ``seed + i``.
         seed: first seed of the cohort (int >= 0).
         num_envs: batch size of the vector env (>= 1; capped at ``n_patients``). Results do not
-            depend on it for stateless policies (the envs are batch-invariant).
+            depend on it for stateless numpy policies (the envs are batch-invariant); a neural
+            policy's actions can differ in the last bits between batch sizes (BLAS kernels), so
+            compare neural policies at the same ``num_envs``.
         n_bootstrap: bootstrap resamples for the CIs (>= 100).
         bootstrap_seed: seed of the bootstrap resampling.
         env_kwargs: extra constructor arguments for ``gym.make_vec`` (e.g. ``{"iiv_scale": 0.5}``).
@@ -157,6 +160,7 @@ def _run_batch(envs: gym.vector.VectorEnv, policy, seeds: list[int]) -> dict[str
     observations, infos = envs.reset(seed=seeds)
     reset_policy(policy, n)
     combination = "recist" in infos
+    target = getattr(envs.unwrapped, "target", None)  # single drug: the therapeutic window
     expected_shape = envs.action_space.shape
     done = np.zeros(n, dtype=bool)
     acc: dict[str, np.ndarray] = {}
@@ -184,6 +188,8 @@ def _run_batch(envs: gym.vector.VectorEnv, policy, seeds: list[int]) -> dict[str
         else:
             add("intervals_in_window", np.asarray(infos["efficacy"]) >= WINDOW_EFFICACY, live)
             add("serious_event", np.asarray(infos["event"], dtype=float), live)
+            toxic = np.asarray(infos["event"], bool) | (np.asarray(infos["exposure"]) > target.toxic_above)
+            add("toxic_intervals", toxic, live)
             add("cumulative_dose_mg", infos["dose_mg"], live)
         ending = live & (np.asarray(terminated) | np.asarray(truncated))
         if combination:  # the episode's final RECIST and grade-4 tallies, read on its last step
@@ -193,4 +199,5 @@ def _run_batch(envs: gym.vector.VectorEnv, policy, seeds: list[int]) -> dict[str
         done |= ending
     if not combination:
         acc["in_window_fraction"] = acc.pop("intervals_in_window") / acc["steps"]
+        acc["toxic_exposure"] = (acc.pop("toxic_intervals") > 0).astype(float)
     return acc

@@ -17,19 +17,19 @@ from vae_simulator.population import PopulationData, simulate_dataset
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_main_job_prints_every_drug(capsys):
-    assert train.main(["--patients", "4", "--intervals", "2"]) == 0
+def test_population_summary_prints_every_drug(capsys):
+    assert train.main(["population", "--patients", "4", "--intervals", "2"]) == 0
     out = capsys.readouterr().out
     for drug in DRUGS:
         assert drug in out
     assert "in window" in out
 
 
-def test_main_job_rejects_bad_arguments():
+def test_population_summary_rejects_bad_arguments():
     with pytest.raises(SystemExit):
-        train.main(["--patients", "0"])
+        train.main(["population", "--patients", "0"])
     result = subprocess.run([sys.executable, "train.py", "nonsense"], cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode != 0 and "invalid choice: 'nonsense'" in result.stderr
+    assert result.returncode != 0 and "unrecognized arguments: nonsense" in result.stderr
 
 
 def test_generate_writes_a_reproducible_file(tmp_path, capsys):

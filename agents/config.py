@@ -1,0 +1,73 @@
+"""Hyperparameters of the learned dosing policies, per algorithm and environment family.
+
+Read top to bottom; every value is a Stable-Baselines3 constructor argument. Tuned on
+``PKDose/Vancomycin-v0`` (PPO: target attainment on a 200-patient validation cohort after
+50k-400k steps; see README, Agents) and kept for the other single-drug ids; the combination
+course is 6 cycles with a delayed tumour response, so its discount is higher.
+
+Why these values:
+
+- ``gamma`` 0.95 / 0.99: a dose acts mostly on the interval it is given in (single drug), but a
+  chemotherapy cycle's effect on tumour size and on the neutrophil nadir shows one cycle later.
+- ``n_steps * n_envs`` = 2,048 transitions per PPO update (16 patients x 128 intervals: several
+  whole courses per environment), minibatches of 512, 10 epochs: SB3's defaults scaled for short
+  episodes.
+- ``log_std_init`` -0.5 (PPO): the action is a dose on [-1, 1]; SB3's default std 1 spends the
+  first updates dosing at the bounds (clipped).
+- SAC: 8 patients per step and one gradient step per vector step (1 per 8 transitions) keeps SAC
+  affordable on 2 CPU cores (SAC's cost is its gradient steps, ~85/s here).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pk_envs
+
+ALGORITHMS = ("ppo", "sac")
+
+#: Default number of parallel patients (vector env size) per algorithm.
+DEFAULT_N_ENVS = {"ppo": 16, "sac": 8}
+
+_NET = {"net_arch": [128, 128]}
+
+HYPERPARAMETERS: dict[str, dict[str, dict[str, Any]]] = {
+    "ppo": {
+        "single": {"n_steps": 128, "batch_size": 512, "n_epochs": 10, "learning_rate": 3e-4, "gamma": 0.95,
+                   "gae_lambda": 0.9, "clip_range": 0.2, "ent_coef": 0.0,
+                   "policy_kwargs": {**_NET, "log_std_init": -0.5}},
+        "combination": {"n_steps": 64, "batch_size": 256, "n_epochs": 10, "learning_rate": 3e-4, "gamma": 0.99,
+                        "gae_lambda": 0.95, "clip_range": 0.2, "ent_coef": 0.0,
+                        "policy_kwargs": {**_NET, "log_std_init": -0.5}},
+    },
+    "sac": {
+        "single": {"learning_rate": 1e-3, "buffer_size": 200_000, "learning_starts": 2_000, "batch_size": 256,
+                   "tau": 0.02, "gamma": 0.95, "train_freq": 1, "gradient_steps": 1, "policy_kwargs": _NET},
+        "combination": {"learning_rate": 1e-3, "buffer_size": 100_000, "learning_starts": 1_000,
+                        "batch_size": 256, "tau": 0.02, "gamma": 0.99, "train_freq": 1, "gradient_steps": 1,
+                        "policy_kwargs": _NET},
+    },
+}
+
+
+def check_algorithm(algo: str) -> str:
+    """``algo`` lower-cased if it is one of :data:`ALGORITHMS`, else a ValueError listing them."""
+    name = str(algo).lower()
+    if name not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algo!r}; choose one of {', '.join(ALGORITHMS)}")
+    return name
+
+
+def env_family(env_id: str) -> str:
+    """``"single"`` or ``"combination"`` for a registered PKDose id (ValueError otherwise)."""
+    if env_id in pk_envs.COMBINATION_IDS:
+        return "combination"
+    if env_id in pk_envs.SINGLE_DRUG_IDS:
+        return "single"
+    raise ValueError(f"unknown environment id {env_id!r}; PKDose ids are: {', '.join(pk_envs.ALL_IDS)}")
+
+
+def hyperparameters(algo: str, env_id: str) -> dict[str, Any]:
+    """A fresh copy of the tuned SB3 arguments for ``algo`` on ``env_id``."""
+    return copy.deepcopy(HYPERPARAMETERS[check_algorithm(algo)][env_family(env_id)])
