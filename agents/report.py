@@ -36,7 +36,7 @@ def baseline_policies(env_id: str, seed: int = 0) -> dict[str, Policy]:
     if single:
         policies["MIPD (PK-VAE encoder)"] = MIPDPolicy(env_id)
         policies["oracle (true latent)"] = OraclePolicy(env_id)
-    policies["no drug"] = FixedDosePolicy(0 if discrete else -1.0)
+    policies["no drug"] = FixedDosePolicy(0 if discrete else np.full(space.shape, -1.0, np.float32))
     policies["maximum dose"] = FixedDosePolicy(space.n - 1 if discrete else np.ones(space.shape, np.float32))
     policies["random"] = RandomPolicy(space, seed=seed)
     return policies
