@@ -6,48 +6,47 @@ For every drug with a shipped decoder, the same virtual patients and the same ra
 10-interval regimens are simulated by
 
 * the mechanistic ground-truth model (closed form or scipy ODE, vectorised over patients),
-* the PK-VAE decoder in torch (one batched forward pass, no autograd), and
-* the PK-VAE numpy fast path the environments use (one ``PKSimulator.step`` per interval),
+* the PK-VAE decoder in torch (one batched forward pass, no autograd),
+* the PK-VAE numpy reference path (``PKSimulator.step``, float64, one call per interval), and
+* the environments' fast path (``DecoderStepper`` as ``pk_envs`` runs it: float32 network,
+  batch-invariant products, one call per interval),
 
 and the table prints the best-of-``repeats`` wall time of each and the speed-up ratios. Absolute
 times vary with machine load; the ratios, measured in the same run, are what to compare.
+``benchmarks/bench_performance.py`` runs this as its part 1.
 """
 
 from __future__ import annotations
 
-import os
-
-# One BLAS/OpenMP thread per process: on a small shared machine, spinning thread pools distort
-# small-matrix timings by 10x (measured); set before numpy and torch are imported.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
 import argparse
-import time
 
+import _timing  # first: sets one BLAS thread before numpy is imported
 import numpy as np
 import torch
 
+from pk_envs._common import batch_invariant
 from vae_simulator.covariates import Covariates
 from vae_simulator.groundtruth import DRUGS, get_model
 from vae_simulator.population import random_regimens
 from vae_simulator.simulator import PKSimulator
 from vae_simulator.vae.io import load_pretrained, shipped_weights_dir
 
-
-def best_time(fn, repeats: int) -> float:
-    best = np.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+#: Ground-truth runs longer than this (s) are not repeated (for timing or the memory trace).
+TRACE_TRUTH_MAX_S = 5.0
 
 
-def bench_drug(drug: str, n: int, k: int, repeats: int, seed: int = 0) -> dict:
+def shipped_drugs() -> list[str]:
+    """Drugs whose PK-VAE weights ship with the package."""
+    return [d for d in DRUGS if (shipped_weights_dir() / f"{d}.json").is_file()]
+
+
+def bench_drug(drug: str, n: int, k: int, repeats: int, seed: int = 0, trace_memory: bool = False) -> dict:
+    """Wall times (s) of the four paths on the same ``n`` patients and ``k``-interval regimens;
+    with ``trace_memory`` also each path's traced peak (MiB, numpy paths; see ``traced_peak_mib``)."""
     truth = get_model(drug)
     model, _ = load_pretrained(drug)
     sim = PKSimulator(model)
+    stepper = batch_invariant(sim)
     rng = np.random.default_rng(seed)
     cov = Covariates.sample(n, rng)
     params = truth.sample_parameters(cov, rng)
@@ -59,6 +58,11 @@ def bench_drug(drug: str, n: int, k: int, repeats: int, seed: int = 0) -> dict:
         for j in range(k):
             _, _, state = sim.step(state, patients, doses[:, j])
 
+    def fast_path():
+        state, constants = stepper.start(patients.covariates, patients.z)
+        for j in range(k):
+            _, _, state = stepper.step(state, constants, doses[:, j])
+
     z_t = torch.as_tensor(patients.z, dtype=torch.float32)
     cov_t = torch.as_tensor(patients.covariates, dtype=torch.float32)
     doses_t = torch.as_tensor(doses, dtype=torch.float32)
@@ -67,10 +71,30 @@ def bench_drug(drug: str, n: int, k: int, repeats: int, seed: int = 0) -> dict:
         with torch.inference_mode():
             model.decode(z_t, cov_t, doses_t)
 
-    t_truth = best_time(lambda: truth.simulate_intervals(params, doses), repeats)
-    t_torch = best_time(torch_path, repeats)
-    t_numpy = best_time(numpy_path, repeats)
-    return {"drug": drug, "truth_s": t_truth, "torch_s": t_torch, "numpy_s": t_numpy}
+    def truth_path():
+        truth.simulate_intervals(params, doses)
+
+    first = _timing.best_time(truth_path, 1)  # a slow ODE model is run once; a fast one gets the same best-of
+    out = {"drug": drug, "truth_s": min(first, _timing.best_time(truth_path, repeats - 1)) if first < TRACE_TRUTH_MAX_S
+           and repeats > 1 else first}
+    out.update(torch_s=_timing.best_time(torch_path, repeats), numpy_s=_timing.best_time(numpy_path, repeats),
+               fast_s=_timing.best_time(fast_path, repeats))
+    if trace_memory:
+        out.update(numpy_mib=_timing.traced_peak_mib(numpy_path), fast_mib=_timing.traced_peak_mib(fast_path),
+                   truth_mib=_timing.traced_peak_mib(truth_path) if out["truth_s"] < TRACE_TRUTH_MAX_S else float("nan"))
+    return out
+
+
+def markdown_rows(results: list[dict]) -> list[str]:
+    """The simulator table (times in s, ratios against the ground truth)."""
+    rows = [("| drug | ground truth (s) | PK-VAE torch (s) | PK-VAE numpy reference (s) | env fast path (s) | "
+             "truth / torch | truth / numpy | truth / fast |"),
+            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        rows.append(f"| {r['drug']} | {r['truth_s']:.4f} | {r['torch_s']:.4f} | {r['numpy_s']:.4f} | {r['fast_s']:.4f} | "
+                    f"{r['truth_s'] / r['torch_s']:.1f}x | {r['truth_s'] / r['numpy_s']:.1f}x | "
+                    f"{r['truth_s'] / r['fast_s']:.1f}x |")
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,15 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if min(args.patients, args.intervals, args.repeats) < 1:
         p.error("--patients, --intervals and --repeats must be >= 1")
-    drugs = [d for d in DRUGS if (shipped_weights_dir() / f"{d}.json").is_file()]
     print(f"{args.patients} patients x {args.intervals} intervals, best of {args.repeats}; "
           f"torch threads {torch.get_num_threads()}\n")
-    print("| drug | ground truth (s) | PK-VAE torch (s) | PK-VAE numpy (s) | truth / torch | truth / numpy |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for drug in drugs:
-        r = bench_drug(drug, args.patients, args.intervals, args.repeats)
-        print(f"| {drug} | {r['truth_s']:.4f} | {r['torch_s']:.4f} | {r['numpy_s']:.4f} | "
-              f"{r['truth_s'] / r['torch_s']:.1f}x | {r['truth_s'] / r['numpy_s']:.1f}x |")
+    results = [bench_drug(drug, args.patients, args.intervals, args.repeats) for drug in shipped_drugs()]
+    print("\n".join(markdown_rows(results)))
     return 0
 
 

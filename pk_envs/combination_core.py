@@ -5,7 +5,8 @@ spaces, the reward rule); :class:`Cohort` the arrays of ``N`` running episodes, 
 patient. Both environments call the same functions, the single one with ``N = 1``. Every
 random number of an episode is drawn at reset (:meth:`CombinationTask.draw_episode`), so a
 step is a pure function of the actions, and N patients step with one decoder call per drug
-and one vectorised PD integration, bit-identical per row to N single environments
+and one vectorised PD integration (both PD models in one RK4 loop,
+:func:`~vae_simulator.groundtruth.pd.simulate_both`), bit-identical per row to N single environments
 (:func:`pk_envs._common.batch_invariant`). Units and the layout of observations and rewards
 are documented in :mod:`pk_envs.combination`.
 """
@@ -44,6 +45,7 @@ from vae_simulator.groundtruth.pd import (
     TumourParameters,
     friberg,
     refine_grid,
+    simulate_both,
     tumour,
 )
 from vae_simulator.groundtruth.pd.grading import neutropenia_grade, recist_status
@@ -233,6 +235,8 @@ class Cohort:
     clip_count: np.ndarray      # (N,)
     anc_course: np.ndarray      # (N, K, T) true ANC on the PD grid (for render)
     sld_course: np.ndarray      # (N, K, T) true SLD (mm)
+    decoder_constants: tuple    # per drug (N, 4 hidden): the decoder's per-patient inputs (DecoderStepper.start)
+    mg_per_unit: np.ndarray     # (N, 2) mg per unit of action dose: BSA (m2) and Calvert mg per AUC unit
 
 
 class CombinationTask:
@@ -242,7 +246,10 @@ class CombinationTask:
                  reward_weights=DEFAULT_REWARD_WEIGHTS, n_cycles: int = 6, assessment_every: int = 2,
                  noise_scale: float = 1.0, iiv_scale: float = 1.0, interaction: float | None = None):
         pac, carbo = resolve_simulators(simulators)
-        self.sims = tuple(batch_invariant(s) if s.decoder is not None else s for s in (pac, carbo))
+        self.sims = (pac, carbo)
+        # decoders step through the batch-invariant fast path; ground-truth PK models step themselves
+        self.steppers = tuple(batch_invariant(s, sigma_index=[]) if s.decoder is not None else None
+                              for s in self.sims)
         self.vector_reward = bool(vector_reward)
         try:
             weights = np.asarray(reward_weights, dtype=float)
@@ -295,15 +302,17 @@ class CombinationTask:
         draws["anc_params"] = np.array([getattr(anc, f.name)[0] for f in fields(FribergParameters)])
         draws["tumour_params"] = np.array([getattr(tum, f.name)[0] for f in fields(TumourParameters)])
         draws["anc_normals"] = rng.standard_normal(1 + 2 * self.n_cycles)
-        if options.get("covariates") is not None:
+        pinned = [key for key in ("covariates", "z_paclitaxel", "z_carboplatin") if options.get(key) is not None]
+        if "covariates" in pinned:
             draws["covariates"] = np.asarray(options["covariates"], dtype=float).reshape(-1)
         for key, sim in zip(("z_paclitaxel", "z_carboplatin"), self.sims):
-            if options.get(key) is not None:
+            if key in pinned:
                 draws[key] = np.asarray(options[key], dtype=float).reshape(-1)
             else:  # the decoder's latent population given this patient's covariates
                 draws[key] = population_latent(sim, draws["covariates"], draws[key], self.iiv_scale)
-        for key, sim in zip(("z_paclitaxel", "z_carboplatin"), self.sims):  # validates shapes and ranges
-            sim.make_patients(draws["covariates"][None, :], draws[key][None, :])
+        if pinned:
+            for key, sim in zip(("z_paclitaxel", "z_carboplatin"), self.sims):  # validates shapes and ranges
+                sim.make_patients(draws["covariates"][None, :], draws[key][None, :])
         return draws
 
     def new_cohort(self, n: int) -> Cohort:
@@ -313,7 +322,8 @@ class CombinationTask:
                       z((n, 7)), z((n, 1 + 2 * k)), z((n, self.hidden[0])), z((n, self.hidden[1])), z((n, 2)),
                       z((n, 5)), z((n, 4)), z(n, np.int64), z((n, k, 2)), z((n, k, 2)), z((n, 3)), z((n, k)), z((n, 2)),
                       z(n, bool), z(n, np.int64), z(n, np.int64), z(n, np.int64), z(n, bool), z(n, np.int64),
-                      z((n, k, t)), z((n, k, t)))
+                      z((n, k, t)), z((n, k, t)),
+                      tuple(z((n, s.constants_size), s.dtype) if s else z((n, 0)) for s in self.steppers), z((n, 2)))
 
     def _pd_params(self, c: Cohort, rows: np.ndarray) -> tuple[FribergParameters, TumourParameters]:
         return FribergParameters(*c.anc_params[rows].T), TumourParameters(*c.tumour_params[rows].T)
@@ -322,9 +332,14 @@ class CombinationTask:
         """Begin new episodes in ``rows`` from their draws."""
         for key in ("covariates", "z_paclitaxel", "z_carboplatin", "anc_params", "tumour_params", "anc_normals"):
             getattr(c, key)[rows] = np.stack([d[key] for d in draws])
-        for sim, z, state in zip(self.sims, (c.z_paclitaxel, c.z_carboplatin),
-                                 (c.state_paclitaxel, c.state_carboplatin)):
-            state[rows] = sim.initial_state(sim.make_patients(c.covariates[rows], z[rows]))
+        for sim, stepper, z, state, constants in zip(self.sims, self.steppers, (c.z_paclitaxel, c.z_carboplatin),
+                                                     (c.state_paclitaxel, c.state_carboplatin), c.decoder_constants):
+            if stepper is None:
+                state[rows] = sim.initial_state(sim.make_patients(c.covariates[rows], z[rows]))
+            else:  # validated when drawn
+                state[rows], constants[rows] = stepper.start(c.covariates[rows], z[rows])
+        cov = Covariates.from_array(c.covariates[rows])  # one check for all rows (validated when drawn)
+        c.mg_per_unit[rows] = np.stack([cov.BSA, calvert_dose_mg(cov, 1.0)], axis=1)
         anc_params, tum_params = self._pd_params(c, rows)
         c.anc_state[rows], c.tumour_state[rows] = friberg.steady_state(anc_params), tumour.initial_state(tum_params)
         baseline_obs = friberg.observe_anc(anc_params.circ0_e9_l, ReplayNormals(c.anc_normals[rows, 0]),
@@ -341,15 +356,19 @@ class CombinationTask:
         """Give ``rows`` their next cycle (doses ``(n, 2)`` mg/m2 and AUC); returns objectives, flags and info."""
         if np.any(c.given[rows] >= self.n_cycles) or np.any(c.progressed[rows]):
             raise RuntimeError("the episode has ended (course complete or progression); call reset()")
-        k, cov = c.given[rows], Covariates.from_array(c.covariates[rows])
-        wanted_mg = np.stack([doses[:, 0] * cov.BSA, doses[:, 1] * calvert_dose_mg(cov, 1.0)], axis=1)
+        k = c.given[rows]
+        wanted_mg = doses * c.mg_per_unit[rows]
         ranges = np.array([s.dose_range_mg for s in self.sims])
         dose_mg = np.clip(wanted_mg, ranges[:, 0], ranges[:, 1])
         conc_umol, auc_mg_h_l, tc_h = [], [], None
-        for j, (sim, z, state) in enumerate(zip(self.sims, (c.z_paclitaxel, c.z_carboplatin),
-                                                (c.state_paclitaxel, c.state_carboplatin))):
-            patients = sim.make_patients(c.covariates[rows], z[rows])
-            conc, _, state[rows] = sim.step(state[rows], patients, dose_mg[:, j])
+        for j, (sim, stepper, z, state, constants) in enumerate(zip(
+                self.sims, self.steppers, (c.z_paclitaxel, c.z_carboplatin), (c.state_paclitaxel, c.state_carboplatin),
+                c.decoder_constants)):
+            if stepper is None:
+                conc, _, state[rows] = sim.step(state[rows], sim.make_patients(c.covariates[rows], z[rows]),
+                                                dose_mg[:, j])
+            else:
+                conc, _, state[rows] = stepper.step(state[rows], constants[rows], dose_mg[:, j])
             start = c.start_mg_l[rows, j]
             auc_mg_h_l.append(auc_per_interval(conc[:, None, :], sim.grid_h, start)[:, 0])
             if j == 0:
@@ -358,8 +377,8 @@ class CombinationTask:
             conc_umol.append(refine_grid(self.pk_times_h, on_grid, max_gap_h=6.0)[1] / self.molar_mass[j] * 1000.0)
             c.start_mg_l[rows, j] = conc[:, -1]
         anc_params, tum_params = self._pd_params(c, rows)
-        anc = friberg.simulate(c.anc_state[rows], self.pd_times_h, *conc_umol, anc_params)
-        sld = tumour.simulate(c.tumour_state[rows], self.pd_times_h, *conc_umol, tum_params)
+        anc, sld = simulate_both(c.anc_state[rows], c.tumour_state[rows], self.pd_times_h, *conc_umol, anc_params,
+                                 tum_params)
         size_before = c.tumour_state[rows, tumour.SIZE]
         # numerical floors (no effect on any physiological value): an ablated marrow or an eradicated
         # tumour must not underflow to the exact 0 the models refuse as a state

@@ -4,8 +4,10 @@
 rules); :class:`Cohort` the arrays of ``N`` running episodes, one row per patient. Both
 environments call the same functions, the single one with ``N = 1``; all randomness of an
 episode is drawn at reset (:meth:`SingleDrugTask.draw_episode`), so stepping is a pure
-function of the actions and N patients step in one :meth:`PKSimulator.step` call with
-bit-identical results per row (see :func:`pk_envs._common.batch_invariant`).
+function of the actions and N patients step in one decoder call
+(:class:`~vae_simulator.simulator.DecoderStepper`, the environments' fast path of
+:meth:`PKSimulator.step`) with bit-identical results per row (see
+:func:`pk_envs._common.batch_invariant`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pk_envs._common import (
 from vae_simulator.covariates import Covariates
 from vae_simulator.exposure import interval_exposure
 from vae_simulator.groundtruth import SINGLE_DRUGS
-from vae_simulator.simulator import Patients, PKSimulator
+from vae_simulator.simulator import PKSimulator
 
 #: Vancomycin-associated acute kidney injury over a 10-day course vs AUC24 (mg*h/L): our own
 #: logistic curve through 11.2 % at 450 and 40 % at 700 mg*h/L (see SingleDrugEnv docstring).
@@ -106,6 +108,7 @@ class Cohort:
     covariates: np.ndarray     # (N, C) in COVARIATE_NAMES order
     z: np.ndarray              # (N, d) latent
     state: np.ndarray          # (N, H) decoder state
+    decoder_constants: np.ndarray  # (N, 4 hidden) the decoder's per-patient inputs (DecoderStepper.start)
     given: np.ndarray          # (N,) intervals given so far
     doses_mg: np.ndarray       # (N, K)
     conc_mg_l: np.ndarray      # (N, K, G) true profiles
@@ -139,7 +142,7 @@ class SingleDrugTask:
             raise ValueError(f"simulator must be a PKSimulator, got {type(simulator).__name__}")
         elif drug is not None and drug != simulator.drug:
             raise ValueError(f"drug {drug!r} does not match the simulator's drug {simulator.drug!r}")
-        self.sim = batch_invariant(simulator)
+        self.sim = simulator
         self.drug, self.spec, self.target = self.sim.drug, spec_for(self.sim), self.sim.target
         self.noise_scale = check_finite_at_least("noise_scale", noise_scale)
         self.missing_prob = check_probability("missing_prob", missing_prob)
@@ -159,6 +162,7 @@ class SingleDrugTask:
         self.monitor_h = np.asarray(self.sim.drug_model.monitoring_times_h, dtype=float)
         # the decoder's noise is given on the grid; samples take it from the nearest grid time
         self.monitor_grid_index = np.abs(self.grid_h[None, :] - self.monitor_h[:, None]).argmin(axis=1)
+        self.stepper = batch_invariant(self.sim, sigma_index=self.monitor_grid_index)
         self.conc_scale_mg_l = concentration_scale_mg_l(self.target, self.interval_h)
         dose_max = min(self.spec.dose_max_mg, self.sim.dose_range_mg[1])
         levels = np.arange(0.0, dose_max + 1e-9, self.spec.dose_step_mg) if discrete else None
@@ -224,7 +228,9 @@ class SingleDrugTask:
         k, g, m = self.horizon, self.grid_h.size, self.monitor_h.size
         z = np.zeros
         return Cohort(covariates=z((n, len(self.sim.covariate_names))), z=z((n, self.sim.latent_dim)),
-                      state=z((n, self.hidden_size)), given=z(n, dtype=np.int64), doses_mg=z((n, k)),
+                      state=z((n, self.hidden_size)),
+                      decoder_constants=z((n, self.stepper.constants_size), self.stepper.dtype),
+                      given=z(n, dtype=np.int64), doses_mg=z((n, k)),
                       conc_mg_l=z((n, k, g)),
                       start_mg_l=z(n), exposure=z((n, k)), samples_mg_l=z((n, k, m)), missing=z((n, k, m), bool),
                       event=z(n, bool), clip_count=z(n, dtype=np.int64), normals=z((n, k, m)),
@@ -234,8 +240,8 @@ class SingleDrugTask:
         """Begin new episodes in ``rows`` from their draws."""
         for key in ("covariates", "z", "normals", "missing_u", "event_u"):
             getattr(c, key)[rows] = np.stack([d[key] for d in draws])
-        c.state[rows] = self.sim.initial_state(Patients(c.covariates[rows], c.z[rows]))  # validated when drawn
         c.standard_dose_mg[rows] = self.sim.drug_model.standard_dose_mg(Covariates.from_array(c.covariates[rows]))
+        c.state[rows], c.decoder_constants[rows] = self.stepper.start(c.covariates[rows], c.z[rows])  # validated
         for key in ("given", "doses_mg", "conc_mg_l", "start_mg_l", "exposure", "samples_mg_l", "clip_count"):
             getattr(c, key)[rows] = 0
         c.missing[rows], c.event[rows] = False, False
@@ -245,14 +251,12 @@ class SingleDrugTask:
         if np.any(c.given[rows] >= self.horizon) or np.any(c.event[rows]):
             raise RuntimeError("the episode has ended (course complete or toxicity event); call reset()")
         sim, k = self.sim, c.given[rows]
-        patients = Patients(c.covariates[rows], c.z[rows])  # validated at start
-        conc, log_sigma, c.state[rows] = sim.step(c.state[rows], patients, doses_mg)
+        conc, log_sigma, c.state[rows] = self.stepper.step(c.state[rows], c.decoder_constants[rows], doses_mg)
         start = c.start_mg_l[rows]
         exposure = interval_exposure(conc[:, None, :], self.grid_h, self.target.metric, self.target.threshold_mg_l,
                                      first_start_mg_l=start)[:, 0]
         true_samples = sim.concentration_at(conc, start, self.monitor_h)
-        noisy = sim.observe(true_samples, log_sigma[:, self.monitor_grid_index], ReplayNormals(c.normals[rows, k]),
-                            self.noise_scale)
+        noisy = sim.observe(true_samples, log_sigma, ReplayNormals(c.normals[rows, k]), self.noise_scale)
         missing = c.missing_u[rows, k] < self.missing_prob
         peak = np.maximum(conc.max(axis=1), start)
         efficacy = window_efficacy(exposure, self.target.low, self.target.high)

@@ -22,12 +22,18 @@ One cycle at a time (``n`` patients; concentrations in umol/L = mg/L / molar mas
         times, c_pac, c_carbo = refine_grid(times_k, c_pac_k, c_carbo_k, max_gap_h=6.0)
         anc = friberg.simulate(anc_state, times, c_pac, c_carbo, anc_params)
         sld = tumour.simulate(tum_state, times, c_pac, c_carbo, tum_params)
+        # or both at once, the same numbers at half the cost per step (what the environment runs):
+        # anc, sld = simulate_both(anc_state, tum_state, times, c_pac, c_carbo, anc_params, tum_params)
         anc_state, tum_state = anc[:, :, -1], sld[:, :, -1]
         grade = grading.worst_neutropenia_grade(anc[:, friberg.CIRC])
 """
 
+from __future__ import annotations
+
+import numpy as np
+
 from vae_simulator.groundtruth.pd import friberg, grading, tumour
-from vae_simulator.groundtruth.pd._statespace import refine_grid
+from vae_simulator.groundtruth.pd._statespace import refine_grid, rk4_coupled
 from vae_simulator.groundtruth.pd.friberg import FribergParameters, FribergPopulation
 from vae_simulator.groundtruth.pd.grading import Recist
 from vae_simulator.groundtruth.pd.tumour import TumourParameters, TumourPopulation
@@ -41,5 +47,22 @@ __all__ = [
            "friberg",
            "grading",
            "refine_grid",
+           "simulate_both",
            "tumour",
 ]
+
+
+def simulate_both(anc_state0: np.ndarray, tumour_state0: np.ndarray, times_h, conc_a_umol_l, conc_b_umol_l,
+                  anc_params: FribergParameters, tumour_params: TumourParameters,
+                  max_step_h: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`friberg.simulate` and :func:`tumour.simulate` (same arguments) in one RK4 loop.
+
+    Bit-identical to the two calls (the RK4 stages are element-wise) at about half the Python
+    overhead per step, which is what a single patient pays. Returns ``(anc (n, 5, T), sld (n, 4, T))``.
+    """
+    checked = [model.check_inputs(state0, times_h, conc_a_umol_l, conc_b_umol_l, params)
+               for model, state0, params in ((friberg, anc_state0, anc_params), (tumour, tumour_state0, tumour_params))]
+    times = checked[0][3]
+    problems = [friberg.problem(*checked[0][:3], anc_params), tumour.problem(*checked[1][:3], tumour_params)]
+    anc, sld = rk4_coupled(problems, times, max_step_h)
+    return friberg.finish(anc), tumour.finish(sld)

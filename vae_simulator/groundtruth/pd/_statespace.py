@@ -11,6 +11,8 @@ longer than ``max_step_h``.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
 from itertools import pairwise
 
@@ -66,7 +68,14 @@ def check_state(state, n_states: int, names: tuple[str, ...], lower: tuple[float
 
 def check_parameter_arrays(values: dict[str, np.ndarray], positive: tuple[str, ...]) -> int:
     """Check per-patient parameter arrays: 1-D, equal length, finite, >= 0 (> 0 for ``positive``)."""
-    n = None
+    arrays = [np.asarray(value) for value in values.values()]
+    shape = arrays[0].shape if arrays else ()
+    if len(shape) == 1 and shape[0] >= 1 and all(a.shape == shape for a in arrays):  # one vectorised check
+        stacked = np.array(arrays, dtype=float)
+        lowest = np.array([np.nextafter(0.0, 1.0) if name in positive else 0.0 for name in values])
+        if np.all(stacked >= lowest[:, None]) and np.all(np.isfinite(stacked)):
+            return shape[0]
+    n = None  # some check fails: find the first bad value and name it
     for pname, value in values.items():
         arr = np.asarray(value)
         if arr.ndim != 1 or arr.size < 1:
@@ -125,10 +134,12 @@ def rk4_on_grid(rhs: Rhs, y0: np.ndarray, times_h: np.ndarray, inputs: np.ndarra
     out = np.empty((n, m, times_h.size))
     out[:, :, 0] = y0
     y = np.ascontiguousarray(y0.T)
-    for i in range(times_h.size - 1):
-        t0, t1 = times_h[i], times_h[i + 1]
+    stage, total = np.empty_like(y), np.empty_like(y)  # reused buffers: the same arithmetic, no allocations
+    times = times_h.tolist()  # Python floats: the same IEEE arithmetic as numpy scalars, less overhead
+    for i in range(len(times) - 1):
+        t0, t1 = times[i], times[i + 1]
         width = t1 - t0
-        n_sub = max(1, int(np.ceil(width / max_step_h - 1e-9)))
+        n_sub = max(1, math.ceil(width / max_step_h - 1e-9))
         h = width / n_sub
         u0 = inputs[:, :, i]
         du_dt = (inputs[:, :, i + 1] - u0) / width  # the input is linear on [t0, t1]
@@ -138,12 +149,50 @@ def rk4_on_grid(rhs: Rhs, y0: np.ndarray, times_h: np.ndarray, inputs: np.ndarra
             u_mid = u_start + du_dt * (0.5 * h)
             u_end = u_start + du_dt * h
             k1 = rhs(ts, y, u_start)
-            k2 = rhs(ts + 0.5 * h, y + (0.5 * h) * k1, u_mid)
-            k3 = rhs(ts + 0.5 * h, y + (0.5 * h) * k2, u_mid)
-            k4 = rhs(ts + h, y + h * k3, u_end)
-            y = y + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+            k2 = rhs(ts + 0.5 * h, _axpy(0.5 * h, k1, y, stage), u_mid)
+            k3 = rhs(ts + 0.5 * h, _axpy(0.5 * h, k2, y, stage), u_mid)
+            k4 = rhs(ts + h, _axpy(h, k3, y, stage), u_end)
+            # y + (h / 6) * (k1 + 2 k2 + 2 k3 + k4), evaluated in that order
+            np.multiply(k2, 2.0, out=total)
+            total += k1
+            total += np.multiply(k3, 2.0, out=stage)
+            total += k4
+            y += np.multiply(total, h / 6.0, out=total)
         out[:, :, i + 1] = y.T
     return out
+
+
+def _axpy(a: float, x: np.ndarray, y: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``y + a * x`` into ``out`` (``out`` must not be ``x`` or ``y``)."""
+    np.multiply(x, a, out=out)
+    out += y
+    return out
+
+
+def rk4_coupled(problems, times_h: np.ndarray, max_step_h: float) -> list[np.ndarray]:
+    """Integrate independent models on one grid in a single :func:`rk4_on_grid` loop.
+
+    ``problems``: ``(rhs, y0 (n, m_i), inputs (k_i, n, T))`` per model, as the models' ``problem``
+    functions return them (``rhs(t, y, u, out)`` writes into ``out``). The RK4 stages are
+    element-wise, so every model gets exactly the arithmetic of its own run (bit-identical results)
+    at a fraction of the Python overhead per step. Returns each model's ``(n, m_i, T)`` states
+    (views of one array).
+    """
+    state_bounds = np.cumsum([0] + [y0.shape[1] for _, y0, _ in problems])
+    input_bounds = np.cumsum([0] + [inputs.shape[0] for _, _, inputs in problems])
+    parts = [(rhs, slice(state_bounds[i], state_bounds[i + 1]), slice(input_bounds[i], input_bounds[i + 1]))
+             for i, (rhs, _, _) in enumerate(problems)]
+
+    def rhs(t: float, y: np.ndarray, u: np.ndarray) -> np.ndarray:
+        dy = np.empty_like(y)
+        for model_rhs, states, inputs in parts:
+            model_rhs(t, y[states], u[inputs], out=dy[states])
+        return dy
+
+    y0 = np.concatenate([y0 for _, y0, _ in problems], axis=1)
+    inputs = np.concatenate([inputs for _, _, inputs in problems], axis=0)
+    states = rk4_on_grid(rhs, y0, times_h, inputs, max_step_h)
+    return [states[:, s] for _, s, _ in parts]
 
 
 def refine_grid(times_h, *conc, max_gap_h: float) -> tuple[np.ndarray, ...]:
@@ -154,7 +203,22 @@ def refine_grid(times_h, *conc, max_gap_h: float) -> tuple[np.ndarray, ...]:
     grid this way changes nothing in the dynamics (the models interpolate linearly anyway).
     Returns ``(times, conc_1, conc_2, ...)`` with each ``conc_i`` of shape ``(n, T_new)``.
     """
-    times = check_times(times_h)
+    times = np.asarray(times_h, dtype=float)
+    fine, index, weight = _refinement(times.shape, tuple(times.ravel().tolist()), float(max_gap_h))
+    out = [fine.copy()]
+    for c in conc:
+        c = np.asarray(c, dtype=float)
+        if c.ndim != 2 or c.shape[1] != times.size:
+            raise ValueError(f"concentrations must have shape (n_patients, {times.size}), got {c.shape}")
+        out.append(c[:, index] * (1.0 - weight) + c[:, index + 1] * weight)
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=32)
+def _refinement(shape: tuple[int, ...], times_h: tuple[float, ...], max_gap_h: float):
+    """The refined grid and each fine point's left coarse index and weight (cached: an environment
+    refines the same grid every step)."""
+    times = check_times(np.array(times_h).reshape(shape))
     if not np.isfinite(max_gap_h) or max_gap_h <= 0:
         raise ValueError(f"max_gap_h must be a finite number > 0, got {max_gap_h!r}")
     pieces = [times[:1]]
@@ -165,10 +229,6 @@ def refine_grid(times_h, *conc, max_gap_h: float) -> tuple[np.ndarray, ...]:
     fine[-1] = times[-1]
     index = np.clip(np.searchsorted(times, fine, side="right") - 1, 0, times.size - 2)
     weight = (fine - times[index]) / (times[index + 1] - times[index])
-    out = [fine]
-    for c in conc:
-        c = np.asarray(c, dtype=float)
-        if c.ndim != 2 or c.shape[1] != times.size:
-            raise ValueError(f"concentrations must have shape (n_patients, {times.size}), got {c.shape}")
-        out.append(c[:, index] * (1.0 - weight) + c[:, index + 1] * weight)
-    return tuple(out)
+    for array in (fine, index, weight):
+        array.setflags(write=False)
+    return fine, index, weight

@@ -214,6 +214,13 @@ def simulate(state0: np.ndarray, times_h, conc_a_umol_l, conc_b_umol_l, params: 
     Returns the ``(n, 5, T)`` states at ``times_h`` (ANC = ``[:, CIRC, :]``); the first
     column is ``state0``.
     """
+    state0, conc_a, conc_b, times = check_inputs(state0, times_h, conc_a_umol_l, conc_b_umol_l, params)
+    rhs, y0, inputs = problem(state0, conc_a, conc_b, params)
+    return finish(rk4_on_grid(rhs, y0, times, inputs, max_step_h))
+
+
+def check_inputs(state0, times_h, conc_a_umol_l, conc_b_umol_l, params) -> tuple[np.ndarray, ...]:
+    """The arguments of :func:`simulate`, checked: ``(state0, conc_a, conc_b, times)`` as float arrays."""
     times = check_times(times_h)
     n = len(params)
     state0 = check_state(state0, len(STATE_NAMES), STATE_NAMES, lower=(0.0, 0.0, 0.0, 0.0, 0.0))
@@ -224,6 +231,15 @@ def simulate(state0: np.ndarray, times_h, conc_a_umol_l, conc_b_umol_l, params: 
                          f"{float(state0[state0[:, CIRC] <= 0, CIRC][0])!r}")
     conc_a = check_concentrations(conc_a_umol_l, n, times.size, "conc_a_umol_l")
     conc_b = check_concentrations(conc_b_umol_l, n, times.size, "conc_b_umol_l")
+    return state0, conc_a, conc_b, times
+
+
+def problem(state0: np.ndarray, conc_a: np.ndarray, conc_b: np.ndarray, params) -> tuple:
+    """The model as :func:`rk4_on_grid` integrates it, on checked inputs (:func:`simulate` checks them).
+
+    Returns ``(rhs, y0, inputs)``: ``rhs(t, y, u, out=None)`` on the state-major transformed state
+    (``ln Prol`` first), ``y0`` ``(n, 5)`` and the one input, the drug effect ``E``, ``(1, n, T)``.
+    """
     # Linear in the concentrations, so interpolating E equals interpolating CA and CB.
     effect = params.slope_a_l_umol[:, None] * conc_a + params.slope_b_l_umol[:, None] * conc_b
 
@@ -232,9 +248,9 @@ def simulate(state0: np.ndarray, times_h, conc_a_umol_l, conc_b_umol_l, params: 
     gamma = params.gamma
     tiny = np.finfo(float).tiny
 
-    def rhs(_t: float, y: np.ndarray, u: np.ndarray) -> np.ndarray:
+    def rhs(_t: float, y: np.ndarray, u: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         feedback = np.exp(gamma * (log_circ0 - np.log(np.maximum(y[CIRC], FEEDBACK_CIRC_FLOOR_E9_L))))
-        dy = np.empty_like(y)
+        dy = np.empty_like(y) if out is None else out
         dy[0] = ktr * ((1.0 - u[0]) * feedback - 1.0)  # d ln(Prol)/dt
         dy[1] = ktr * (np.exp(y[0]) - y[1])
         dy[2:] = ktr * (y[1:CIRC] - y[2:])
@@ -242,7 +258,11 @@ def simulate(state0: np.ndarray, times_h, conc_a_umol_l, conc_b_umol_l, params: 
 
     y0 = state0.copy()
     y0[:, 0] = np.log(np.maximum(state0[:, 0], tiny))
-    states = rk4_on_grid(rhs, y0, times, effect[None, :, :], max_step_h)
+    return rhs, y0, effect[None, :, :]
+
+
+def finish(states: np.ndarray) -> np.ndarray:
+    """Integrated transformed states ``(n, 5, T)`` -> the model's states (Prol back from ``ln Prol``), in place."""
     states[:, 0, :] = np.exp(states[:, 0, :])
     return states
 

@@ -201,6 +201,13 @@ def simulate(state0: np.ndarray, times_h, conc_a_umol_l, conc_b_umol_l, params: 
 
     Returns the ``(n, 4, T)`` states at ``times_h`` (SLD = ``[:, SIZE, :]`` in mm).
     """
+    state0, conc_a, conc_b, times = check_inputs(state0, times_h, conc_a_umol_l, conc_b_umol_l, params)
+    rhs, y0, inputs = problem(state0, conc_a, conc_b, params)
+    return finish(rk4_on_grid(rhs, y0, times, inputs, max_step_h))
+
+
+def check_inputs(state0, times_h, conc_a_umol_l, conc_b_umol_l, params) -> tuple[np.ndarray, ...]:
+    """The arguments of :func:`simulate`, checked: ``(state0, conc_a, conc_b, times)`` as float arrays."""
     times = check_times(times_h)
     n = len(params)
     state0 = check_state(state0, len(STATE_NAMES), STATE_NAMES, lower=(0.0, 0.0, 0.0, 0.0))
@@ -208,14 +215,23 @@ def simulate(state0: np.ndarray, times_h, conc_a_umol_l, conc_b_umol_l, params: 
         raise ValueError(f"state0 has {state0.shape[0]} patients but params has {n}")
     if np.any(state0[:, SIZE] <= 0):
         raise ValueError(f"state size_mm must be > 0, got {float(state0[state0[:, SIZE] <= 0, SIZE][0])!r}")
-    conc = np.stack([check_concentrations(conc_a_umol_l, n, times.size, "conc_a_umol_l"),
-                     check_concentrations(conc_b_umol_l, n, times.size, "conc_b_umol_l")])
+    conc_a = check_concentrations(conc_a_umol_l, n, times.size, "conc_a_umol_l")
+    conc_b = check_concentrations(conc_b_umol_l, n, times.size, "conc_b_umol_l")
+    return state0, conc_a, conc_b, times
+
+
+def problem(state0: np.ndarray, conc_a: np.ndarray, conc_b: np.ndarray, params) -> tuple:
+    """The model as :func:`rk4_on_grid` integrates it, on checked inputs (:func:`simulate` checks them).
+
+    Returns ``(rhs, y0, inputs)``: ``rhs(t, y, u, out=None)`` on the state-major transformed state
+    (``ln size`` first), ``y0`` ``(n, 4)`` and the inputs ``(2, n, T)`` (the two concentrations).
+    """
     p = params
 
-    def rhs(_t: float, y: np.ndarray, u: np.ndarray) -> np.ndarray:
+    def rhs(_t: float, y: np.ndarray, u: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         ea, eb = y[EXPOSURE_A], y[EXPOSURE_B]
         kill = np.maximum(p.kd_a_l_umol_h * ea + p.kd_b_l_umol_h * eb + p.kd_ab_l2_umol2_h * ea * eb, 0.0)
-        dy = np.empty_like(y)
+        dy = np.empty_like(y) if out is None else out
         dy[SIZE] = p.kl_per_h - np.exp(-p.lambda_per_h * y[TAU]) * kill  # d ln(size)/dt
         dy[EXPOSURE_A] = p.k_exposure_per_h * (u[0] - ea)
         dy[EXPOSURE_B] = p.k_exposure_per_h * (u[1] - eb)
@@ -224,6 +240,10 @@ def simulate(state0: np.ndarray, times_h, conc_a_umol_l, conc_b_umol_l, params: 
 
     y0 = state0.copy()
     y0[:, SIZE] = np.log(state0[:, SIZE])
-    states = rk4_on_grid(rhs, y0, times, conc, max_step_h)
+    return rhs, y0, np.stack([conc_a, conc_b])
+
+
+def finish(states: np.ndarray) -> np.ndarray:
+    """Integrated transformed states ``(n, 4, T)`` -> the model's states (size back from ``ln size``), in place."""
     states[:, SIZE, :] = np.exp(states[:, SIZE, :])
     return states
