@@ -184,9 +184,12 @@ def covariate_bounds() -> tuple[np.ndarray, np.ndarray]:
     return low, high
 
 
+_COVARIATE_DIVISORS = np.array([COVARIATE_SCALES[c] for c in COVARIATE_NAMES])
+
+
 def scaled_covariates(covariates: np.ndarray) -> np.ndarray:
     """``(n, C)`` covariates in COVARIATE_NAMES order divided by :data:`COVARIATE_SCALES`."""
-    return covariates / np.array([COVARIATE_SCALES[c] for c in COVARIATE_NAMES])
+    return covariates / _COVARIATE_DIVISORS
 
 
 def concentration_scale_mg_l(target, interval_h: float) -> float:
@@ -210,11 +213,7 @@ def concentration_scale_mg_l(target, interval_h: float) -> float:
 
 def first_row(info: dict[str, np.ndarray]) -> dict:
     """Row 0 of batched info arrays (a single environment's info): scalars as Python numbers."""
-    out = {}
-    for key, value in info.items():
-        item = value[0]
-        out[key] = item.copy() if isinstance(item, np.ndarray) else item.item()
-    return out
+    return {key: value[0].copy() if value.ndim > 1 else value.item() for key, value in info.items()}
 
 
 def scatter_rows(info: dict[str, np.ndarray], rows: np.ndarray, n: int) -> dict[str, np.ndarray]:

@@ -29,7 +29,7 @@ from pk_envs._common import (
     covariate_bounds,
     scaled_covariates,
 )
-from pk_envs.combination_groundtruth import GroundTruthCycleSimulator
+from pk_envs.combination_groundtruth import GroundTruthCycleSimulator, GroundTruthStepper
 from vae_simulator.covariates import COVARIATE_NAMES, Covariates
 from vae_simulator.exposure import auc_per_interval, time_above
 from vae_simulator.groundtruth.carboplatin import (
@@ -235,7 +235,7 @@ class Cohort:
     clip_count: np.ndarray      # (N,)
     anc_course: np.ndarray      # (N, K, T) true ANC on the PD grid (for render)
     sld_course: np.ndarray      # (N, K, T) true SLD (mm)
-    decoder_constants: tuple    # per drug (N, 4 hidden): the decoder's per-patient inputs (DecoderStepper.start)
+    decoder_constants: tuple    # per drug: each patient's fixed PK inputs (DecoderStepper / GroundTruthStepper.start)
     mg_per_unit: np.ndarray     # (N, 2) mg per unit of action dose: BSA (m2) and Calvert mg per AUC unit
 
 
@@ -247,8 +247,8 @@ class CombinationTask:
                  noise_scale: float = 1.0, iiv_scale: float = 1.0, interaction: float | None = None):
         pac, carbo = resolve_simulators(simulators)
         self.sims = (pac, carbo)
-        # decoders step through the batch-invariant fast path; ground-truth PK models step themselves
-        self.steppers = tuple(batch_invariant(s, sigma_index=[]) if s.decoder is not None else None
+        # decoders step through the batch-invariant fast path (log-sigma not needed), ground truths as they are
+        self.steppers = tuple(batch_invariant(s, sigma_index=[]) if s.decoder is not None else GroundTruthStepper(s)
                               for s in self.sims)
         self.vector_reward = bool(vector_reward)
         try:
@@ -323,7 +323,7 @@ class CombinationTask:
                       z((n, 5)), z((n, 4)), z(n, np.int64), z((n, k, 2)), z((n, k, 2)), z((n, 3)), z((n, k)), z((n, 2)),
                       z(n, bool), z(n, np.int64), z(n, np.int64), z(n, np.int64), z(n, bool), z(n, np.int64),
                       z((n, k, t)), z((n, k, t)),
-                      tuple(z((n, s.constants_size), s.dtype) if s else z((n, 0)) for s in self.steppers), z((n, 2)))
+                      tuple(z((n, s.constants_size), s.dtype) for s in self.steppers), z((n, 2)))
 
     def _pd_params(self, c: Cohort, rows: np.ndarray) -> tuple[FribergParameters, TumourParameters]:
         return FribergParameters(*c.anc_params[rows].T), TumourParameters(*c.tumour_params[rows].T)
@@ -332,12 +332,9 @@ class CombinationTask:
         """Begin new episodes in ``rows`` from their draws."""
         for key in ("covariates", "z_paclitaxel", "z_carboplatin", "anc_params", "tumour_params", "anc_normals"):
             getattr(c, key)[rows] = np.stack([d[key] for d in draws])
-        for sim, stepper, z, state, constants in zip(self.sims, self.steppers, (c.z_paclitaxel, c.z_carboplatin),
-                                                     (c.state_paclitaxel, c.state_carboplatin), c.decoder_constants):
-            if stepper is None:
-                state[rows] = sim.initial_state(sim.make_patients(c.covariates[rows], z[rows]))
-            else:  # validated when drawn
-                state[rows], constants[rows] = stepper.start(c.covariates[rows], z[rows])
+        for stepper, z, state, constants in zip(self.steppers, (c.z_paclitaxel, c.z_carboplatin),
+                                                (c.state_paclitaxel, c.state_carboplatin), c.decoder_constants):
+            state[rows], constants[rows] = stepper.start(c.covariates[rows], z[rows])  # validated when drawn
         cov = Covariates.from_array(c.covariates[rows])  # one check for all rows (validated when drawn)
         c.mg_per_unit[rows] = np.stack([cov.BSA, calvert_dose_mg(cov, 1.0)], axis=1)
         anc_params, tum_params = self._pd_params(c, rows)
@@ -361,14 +358,9 @@ class CombinationTask:
         ranges = np.array([s.dose_range_mg for s in self.sims])
         dose_mg = np.clip(wanted_mg, ranges[:, 0], ranges[:, 1])
         conc_umol, auc_mg_h_l, tc_h = [], [], None
-        for j, (sim, stepper, z, state, constants) in enumerate(zip(
-                self.sims, self.steppers, (c.z_paclitaxel, c.z_carboplatin), (c.state_paclitaxel, c.state_carboplatin),
-                c.decoder_constants)):
-            if stepper is None:
-                conc, _, state[rows] = sim.step(state[rows], sim.make_patients(c.covariates[rows], z[rows]),
-                                                dose_mg[:, j])
-            else:
-                conc, _, state[rows] = stepper.step(state[rows], constants[rows], dose_mg[:, j])
+        for j, (sim, stepper, state, constants) in enumerate(zip(
+                self.sims, self.steppers, (c.state_paclitaxel, c.state_carboplatin), c.decoder_constants)):
+            conc, _, state[rows] = stepper.step(state[rows], constants[rows], dose_mg[:, j])
             start = c.start_mg_l[rows, j]
             auc_mg_h_l.append(auc_per_interval(conc[:, None, :], sim.grid_h, start)[:, 0])
             if j == 0:

@@ -86,3 +86,27 @@ class GroundTruthCycleSimulator(PKSimulator):
             conc[given] = self.drug_model.simulate(self.parameters(sub), doses[given, None], self.grid_h)
         log_sigma = np.full_like(conc, np.log(self.drug_model.residual.prop_cv))
         return conc, log_sigma, state + 1.0
+
+
+class GroundTruthStepper:
+    """The :class:`~vae_simulator.simulator.DecoderStepper` interface over a :class:`GroundTruthCycleSimulator`,
+    so the environment steps decoders and ground-truth models alike.
+
+    A patient's ``constants`` are its covariates and ``z`` (what the model's parameters come from).
+    """
+
+    dtype = np.dtype(float)
+
+    def __init__(self, sim: GroundTruthCycleSimulator):
+        self.sim = sim
+        self.constants_size = len(sim.covariate_names) + sim.latent_dim
+
+    def start(self, covariates: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The state before the first dose and the patients' constants, ``[covariates, z]``."""
+        return np.zeros((covariates.shape[0], 1)), np.concatenate([covariates, z], axis=1)
+
+    def step(self, state: np.ndarray, constants: np.ndarray, doses_mg) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One cycle of the ground-truth model, as :meth:`GroundTruthCycleSimulator.step`."""
+        n_cov = len(self.sim.covariate_names)
+        return self.sim.step(state, Patients(constants[:, :n_cov], constants[:, n_cov:]), doses_mg)
+

@@ -168,6 +168,7 @@ class SingleDrugTask:
         levels = np.arange(0.0, dose_max + 1e-9, self.spec.dose_step_mg) if discrete else None
         self.actions = DoseActions(dose_max, levels)
         self.observation_space = self._observation_space()
+        self._history_back = 1 + np.arange(self.dose_history)[None, :]  # intervals back of the observed doses
         self.hidden_size = self.sim.state_size  # the patient's simulator state
         self.reward_space = spaces.Box(np.array([0.0, -2.0], np.float32), np.array([1.0, 0.0], np.float32),
                                        dtype=np.float32)
@@ -187,7 +188,7 @@ class SingleDrugTask:
         """``(N, D)`` float32 observations of every row (layout in the SingleDrugEnv docstring)."""
         n, k = c.given.shape[0], self.horizon
         rows = np.arange(n)
-        back = c.given[:, None] - 1 - np.arange(self.dose_history)[None, :]
+        back = c.given[:, None] - self._history_back
         dose_max = self.actions.dose_max_mg
         recent = np.where(back >= 0, c.doses_mg[rows[:, None], np.maximum(back, 0)], 0.0) / dose_max
         cumulative = c.doses_mg.sum(axis=1) / (dose_max * k)
@@ -195,12 +196,12 @@ class SingleDrugTask:
         started = (c.given > 0)[:, None]
         missing = np.where(started, c.missing[rows, last], True)
         samples = np.where(missing, 0.0, np.minimum(c.samples_mg_l[rows, last] / self.conc_scale_mg_l, OBS_CAP))
-        parts = [scaled_covariates(c.covariates), recent, cumulative[:, None], samples, missing.astype(float),
+        parts = [scaled_covariates(c.covariates), recent, cumulative[:, None], samples, missing,
                  (c.given / k)[:, None]]
         if self.full_observation:
             exposure = np.where(started[:, 0], c.exposure[rows, last], 0.0) / self.target.high
             parts += [np.minimum(exposure, OBS_CAP)[:, None], np.clip(c.z, -Z_CAP, Z_CAP)]
-        return np.concatenate(parts, axis=1).astype(np.float32)
+        return np.concatenate(parts, axis=1, dtype=np.float32)  # each part rounded to float32 once
 
     # ------------------------------------------------------------------ episodes
     def draw_episode(self, rng: np.random.Generator, options: dict | None = None) -> dict[str, np.ndarray]:
@@ -248,9 +249,9 @@ class SingleDrugTask:
 
     def advance(self, c: Cohort, rows: np.ndarray, doses_mg: np.ndarray, clipped: np.ndarray) -> dict:
         """Give ``rows`` their next dose; returns the step's arrays for those rows (objectives, flags, info)."""
-        if np.any(c.given[rows] >= self.horizon) or np.any(c.event[rows]):
-            raise RuntimeError("the episode has ended (course complete or toxicity event); call reset()")
         sim, k = self.sim, c.given[rows]
+        if np.any(k >= self.horizon) or np.any(c.event[rows]):
+            raise RuntimeError("the episode has ended (course complete or toxicity event); call reset()")
         conc, log_sigma, c.state[rows] = self.stepper.step(c.state[rows], c.decoder_constants[rows], doses_mg)
         start = c.start_mg_l[rows]
         exposure = interval_exposure(conc[:, None, :], self.grid_h, self.target.metric, self.target.threshold_mg_l,

@@ -141,9 +141,11 @@ def test_both_pd_models_in_one_loop_equal_the_separate_models_bit_for_bit():
         simulate_both(anc_state, tum_state, times, conc_a, np.full_like(conc_b, np.nan), anc, tum)
 
 
-def test_in_place_rk4_equals_the_textbook_loop_bit_for_bit():
-    times, conc_a, conc_b, anc, _ = _pd_inputs()
+@pytest.mark.parametrize("n", [1, 4])
+def test_in_place_rk4_equals_the_textbook_loop_bit_for_bit(n):
+    times, conc_a, conc_b, anc, _ = _pd_inputs(n)
     rhs, y0, inputs = friberg.problem(friberg.steady_state(anc), conc_a, conc_b, anc)
+    start = y0.copy()
     y, expected = y0.T.copy(), [y0.copy()]
     for i in range(times.size - 1):  # the RK4 of rk4_on_grid's docstring, written plainly
         t0, width = times[i], times[i + 1] - times[i]
@@ -160,6 +162,7 @@ def test_in_place_rk4_equals_the_textbook_loop_bit_for_bit():
             y = y + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
         expected.append(y.T.copy())
     np.testing.assert_array_equal(rk4_on_grid(rhs, y0, times, inputs, 4.0), np.stack(expected, axis=2))
+    np.testing.assert_array_equal(y0, start)  # the caller's start state is left alone
 
 
 def test_cached_grid_refinement_is_fresh_and_exact():

@@ -133,7 +133,7 @@ def rk4_on_grid(rhs: Rhs, y0: np.ndarray, times_h: np.ndarray, inputs: np.ndarra
     n, m = y0.shape
     out = np.empty((n, m, times_h.size))
     out[:, :, 0] = y0
-    y = np.ascontiguousarray(y0.T)
+    y = y0.T.copy()  # updated in place below: never a view of the caller's y0
     stage, total = np.empty_like(y), np.empty_like(y)  # reused buffers: the same arithmetic, no allocations
     times = times_h.tolist()  # Python floats: the same IEEE arithmetic as numpy scalars, less overhead
     for i in range(len(times) - 1):
