@@ -80,9 +80,9 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
         meta = json.loads(sidecar.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{sidecar} is not valid JSON: {err}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{sidecar} is not a pkdose agent sidecar (format {meta.get('format')!r}, "
-                         f"expected {FORMAT!r})" if isinstance(meta, dict) else f"{sidecar} is not a pkdose sidecar")
+    found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+    if found != FORMAT:
+        raise ValueError(f"{sidecar} is not a pkdose agent sidecar (format {found!r}, expected {FORMAT!r})")
     if _sha256(path) != meta.get("sha256"):
         raise ValueError(f"{path} does not match the SHA-256 in {sidecar.name}: the archive is corrupt or was replaced")
     return meta
