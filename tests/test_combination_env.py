@@ -37,7 +37,7 @@ from pk_envs.single_drug_core import has_shipped_weights
 from vae_simulator import groundtruth
 from vae_simulator.covariates import Covariates
 from vae_simulator.population import simulate_dataset
-from vae_simulator.simulator import PKSimulator
+from vae_simulator.simulator import DecoderStepper, PKSimulator
 from vae_simulator.vae.train import TrainSettings, build_model
 
 IDS = register_combination_envs()
@@ -190,9 +190,10 @@ def test_vector_env_reproduces_single_envs_exactly_with_one_decoder_call_per_dru
     obs_v, _ = envs.reset(seed=seed)
     obs_s, _ = singles.reset(seed=seed)
     np.testing.assert_array_equal(obs_v, obs_s)
-    calls = []
-    original = PKSimulator.step
+    calls, decoder_steps = [], 0
+    original, original_fast = PKSimulator.step, DecoderStepper.step
     monkeypatch.setattr(PKSimulator, "step", lambda self, *a: calls.append(self.drug) or original(self, *a))
+    monkeypatch.setattr(DecoderStepper, "step", lambda self, *a: calls.append(self) or original_fast(self, *a))
     rng = np.random.default_rng(5)
     ended = 0
     for _ in range(steps):
@@ -203,6 +204,7 @@ def test_vector_env_reproduces_single_envs_exactly_with_one_decoder_call_per_dru
         calls.clear()
         out_v = envs.step(actions)
         assert len(calls) <= 2  # one decoder call per drug for all patients
+        decoder_steps += len(calls)
         out_s = singles.step(actions)
         for a, b in zip(out_v[:4], out_s[:4]):
             np.testing.assert_array_equal(a, np.asarray(b, dtype=a.dtype))
@@ -214,6 +216,7 @@ def test_vector_env_reproduces_single_envs_exactly_with_one_decoder_call_per_dru
             np.testing.assert_array_equal(out_v[4][key], out_s[4][key])
         ended += int(np.sum(out_v[2] | out_v[3]))
     assert ended >= n  # episodes ended and were reset inside the comparison
+    assert decoder_steps >= steps  # the count above saw the decoder (2 per step but on reset-only steps)
 
 
 # ----------------------------------------------------------------------------- reward design

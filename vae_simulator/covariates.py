@@ -51,6 +51,9 @@ PHYSIOLOGICAL_RANGES: dict[str, tuple[float, float]] = {
     "CRCL": (2.0, 400.0),
 }
 
+_LOW = np.array([PHYSIOLOGICAL_RANGES[c][0] for c in COVARIATE_NAMES])
+_HIGH = np.array([PHYSIOLOGICAL_RANGES[c][1] for c in COVARIATE_NAMES])
+
 # Sampling bounds (narrower than the validation ranges: the population is plausible, the
 # validator is permissive so that real clinic data is accepted).
 _AGE_MEAN_Y, _AGE_SD_Y, _AGE_BOUNDS_Y = 55.0, 17.0, (18.0, 90.0)
@@ -96,6 +99,15 @@ class Covariates:
     CRCL: np.ndarray
 
     def __post_init__(self) -> None:
+        values = [np.atleast_1d(np.asarray(getattr(self, name), dtype=float)) for name in COVARIATE_NAMES]
+        n = values[0].shape[0] if values[0].ndim == 1 else -1
+        if n >= 0 and all(v.shape == (n,) for v in values):  # all valid, in one check (else the loop names why)
+            stacked = np.stack(values)
+            if (np.all(stacked >= _LOW[:, None]) and np.all(stacked <= _HIGH[:, None])
+                    and np.all((stacked[1] == 0.0) | (stacked[1] == 1.0))):
+                for name, value in zip(COVARIATE_NAMES, values):
+                    object.__setattr__(self, name, value)
+                return
         n = None
         for f in fields(self):
             value = np.atleast_1d(np.asarray(getattr(self, f.name), dtype=float))
@@ -151,7 +163,8 @@ class Covariates:
                 values[key][bad] = redraw[key]
             bad = (values["crcl"] < _CRCL_BOUNDS_ML_MIN[0]) | (values["crcl"] > _CRCL_BOUNDS_ML_MIN[1])
         return cls.from_measurements(age_y=values["age"], sex=values["sex"], wt_kg=values["wt"],
-                                     ht_cm=values["ht"], scr_mg_dl=values["scr"])
+                                     ht_cm=values["ht"], scr_mg_dl=values["scr"],
+                                     crcl_ml_min=values["crcl"])  # Cockcroft-Gault, computed by the draw
 
 
     def as_array(self, names: tuple[str, ...] = COVARIATE_NAMES) -> np.ndarray:
