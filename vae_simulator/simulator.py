@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vae_simulator.covariates import COVARIATE_NAMES, Covariates
+from vae_simulator.covariates import COVARIATE_NAMES, Covariates, draw_covariate_row
 from vae_simulator.groundtruth import get_model
 from vae_simulator.groundtruth.base import ExposureTarget
 
@@ -279,7 +279,8 @@ class PKSimulator:
         """
         if not np.isfinite(iiv_scale) or iiv_scale < 0:
             raise ValueError(f"iiv_scale must be a finite number >= 0, got {iiv_scale!r}")
-        cov = Covariates.sample(n, rng).as_array()
+        # one patient (an environment's reset): the scalar draw, same numbers as Covariates.sample(1, rng)
+        cov = draw_covariate_row(rng)[None, :] if n == 1 else Covariates.sample(n, rng).as_array()
         eps = rng.standard_normal((n, self.latent_dim))
         return Patients(covariates=cov, z=self.typical_latent(cov) + iiv_scale * eps @ self.latent_chol.T)
 
