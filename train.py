@@ -65,8 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     from agents.callbacks import TEST_SEED
     from agents.checkpoints import load_agent
     from agents.evaluate import evaluate_policy
-    from agents.report import baseline_policies, plot_dose_trajectories, plot_learning_curve, record_courses, \
-        results_table
+    from agents.report import (
+        baseline_policies,
+        plot_dose_trajectories,
+        plot_learning_curve,
+        record_courses,
+        results_table,
+    )
     from agents.training import RunConfig, train
 
     # 1. Configuration: embedded defaults, overridden by the options. Bad values raise here.

@@ -7,7 +7,7 @@ import pytest
 
 from agents.offline.collect import collect_episodes
 from agents.offline.policies import ClinicianPolicy
-from agents.offline.study import ESTIMATORS, estimate_all, main, summarise, target_policies
+from agents.offline.study import ESTIMATORS, compact_table, estimate_all, main, summarise, target_policies
 
 ENV = "PKDose/Phenytoin-v0"
 
@@ -47,3 +47,41 @@ def test_bad_arguments(capsys):
     assert "discrete actions" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--repeats", "1"])
+
+
+@pytest.fixture(scope="module")
+def untrained_agent(tmp_path_factory):
+    """A PPO archive of ENV (untrained: the study needs its deterministic action, not its quality)."""
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+
+    from agents.checkpoints import save_agent
+
+    model = PPO("MlpPolicy", gym.make(ENV), n_steps=32, batch_size=32, seed=0, device="cpu")
+    return save_agent(model, tmp_path_factory.mktemp("agent") / "agent.zip", algo="ppo", env_id=ENV,
+                      env_kwargs={}, hyperparameters={"n_steps": 32, "batch_size": 32})
+
+
+def test_a_trained_agent_joins_the_targets_of_its_env_only(untrained_agent, logged):
+    targets = target_policies(ENV, [untrained_agent])
+    assert list(targets)[-2:] == ["PPO agent + N(0, 0.1)", "uniform random"]  # nearest to farthest
+    assert "PPO agent + N(0, 0.1)" not in target_policies("PKDose/PaclitaxelCarboplatin-v0", [untrained_agent])
+    agent = targets["PPO agent + N(0, 0.1)"]
+    p = agent.action_prob(logged.observations[:, 0], {}, logged.actions[:, 0])
+    assert p.shape == (logged.n_episodes,) and np.all(np.isfinite(p)) and np.all(p >= 0)
+
+
+def test_compact_table_has_one_row_per_target_and_estimator():
+    rows = [{"env": ENV, "target": t, "size": n, "repeat": r, "estimator": e, "truth": 1.0, "estimate": 1.0 + r / 10,
+             "low": 0.5, "high": 1.5, "ess": float(n)}
+            for t in ("a", "b") for n in (10, 100) for r in range(2) for e in ("IS", "FQE")]
+    table = compact_table(summarise(rows)).splitlines()
+    assert table[0].count("RMSE n=") == 2 and "ESS n=100" in table[0]
+    assert len(table) == 2 + 4  # header, rule, (2 targets x 2 estimators)
+    assert table[2].startswith("| Phenytoin-v0 | a | 1.00 | IS | 0.07 | 0.07 | 100% | 100% | 100 |")
+
+
+def test_agent_of_another_env_is_refused(untrained_agent, capsys):
+    with pytest.raises(SystemExit):
+        main(["--envs", "PKDose/PaclitaxelCarboplatin-v0", "--agent", str(untrained_agent)])
+    assert "was trained on 'PKDose/Phenytoin-v0'" in capsys.readouterr().err

@@ -2,11 +2,14 @@
 
     python -m agents.offline.study                          # defaults below, about 10 minutes on 2 cores
     python -m agents.offline.study --sizes 100 1000 10000 --repeats 10 --envs PKDose/Phenytoin-v0
+    python -m agents.offline.study --agent reports/benchmark/runs/ppo-Phenytoin-v0-seed0/best_model.zip
 
 For each environment, clinical logs come from the clinician behaviour policy
 (:class:`agents.offline.policies.ClinicianPolicy`). Target policies, from near to far:
 the clinician itself (on-policy), the standard dose with truncated-normal noise SD 0.1, the same
-with SD 0.3, and uniform random dosing. A target's true value is its mean return from on-policy
+with SD 0.3, each trained agent given with ``--agent`` (a pkdose agent archive of that env, its
+deterministic action with truncated-normal noise SD 0.1, so that it has a density), and uniform
+random dosing. A target's true value is its mean return from on-policy
 simulation of the same virtual patients (the cohort's seeds), so the error of an estimate is
 ``estimate - truth`` on identical patients. For every dataset size and repeat (independent
 cohorts), each estimator (IS, WIS, PDIS, WPDIS, FQE, DR and WDR with the FQE model) gives an
@@ -24,26 +27,52 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
-from agents.baselines import StandardDosingPolicy
+from agents.baselines import SB3Policy, StandardDosingPolicy
+from agents.checkpoints import load_agent, read_sidecar
 from agents.offline.collect import collect_episodes, logged_action_prob, policy_infos
 from agents.offline.episodes import LoggedEpisodes
-from agents.offline.estimators import (doubly_robust, importance_sampling, per_decision_is,
-                                       weighted_importance_sampling, weighted_per_decision_is)
+from agents.offline.estimators import (
+    doubly_robust,
+    importance_sampling,
+    per_decision_is,
+    weighted_importance_sampling,
+    weighted_per_decision_is,
+)
 from agents.offline.fqe import fitted_q_evaluation
-from agents.offline.policies import ClinicianPolicy, GaussianPerturbedPolicy, StochasticPolicy, UniformRandomPolicy
+from agents.offline.policies import (
+    ClinicianPolicy,
+    GaussianPerturbedPolicy,
+    StochasticPolicy,
+    UniformRandomPolicy,
+)
 
 ESTIMATORS = ("IS", "WIS", "PDIS", "WPDIS", "FQE", "DR", "WDR")
 FQE_SAMPLES = 8  # target actions sampled per state for FQE's expectation (continuous ids)
+FQE_BATCH = 1024
+AGENT_NOISE_SD = 0.1  # action units: a trained agent's deterministic action gets this noise (a density)
 
 
-def target_policies(env_id: str) -> dict[str, StochasticPolicy]:
-    """The study's target policies, nearest to farthest from the clinician."""
+def target_policies(env_id: str, agent_paths: list[Path] = ()) -> dict[str, StochasticPolicy]:
+    """The study's target policies, nearest to farthest from the clinician.
+
+    ``agent_paths``: pkdose agent archives; those trained on ``env_id`` join the targets.
+    """
     space = gym.make(env_id).action_space
     standard = StandardDosingPolicy(env_id)
-    return {"clinician (on-policy)": ClinicianPolicy(env_id, seed=7),
-            "standard + N(0, 0.1)": GaussianPerturbedPolicy(standard, 0.1, space, seed=7),
-            "standard + N(0, 0.3)": GaussianPerturbedPolicy(standard, 0.3, space, seed=7),
-            "uniform random": UniformRandomPolicy(space, seed=7)}
+    targets: dict[str, StochasticPolicy] = {
+        "clinician (on-policy)": ClinicianPolicy(env_id, seed=7),
+        "standard + N(0, 0.1)": GaussianPerturbedPolicy(standard, 0.1, space, seed=7),
+        "standard + N(0, 0.3)": GaussianPerturbedPolicy(standard, 0.3, space, seed=7)}
+    for path in agent_paths:
+        meta = read_sidecar(path)
+        if meta["env_id"] == env_id:
+            model, _ = load_agent(path, expected_env_id=env_id)
+            name = f"{meta['algo'].upper()} agent + N(0, {AGENT_NOISE_SD})"
+            if name in targets:
+                name = f"{name} ({path})"
+            targets[name] = GaussianPerturbedPolicy(SB3Policy(model), AGENT_NOISE_SD, space, seed=7)
+    targets["uniform random"] = UniformRandomPolicy(space, seed=7)
+    return targets
 
 
 def target_actions(episodes: LoggedEpisodes, policy: StochasticPolicy, seed: int) -> np.ndarray:
@@ -69,8 +98,10 @@ def estimate_all(episodes: LoggedEpisodes, policy: StochasticPolicy, seed: int) 
             out[name] = (e.estimate, e.low, e.high, e.ess)
         except ValueError:  # e.g. no logged action has target support: no estimate, not a NaN
             out[name] = (np.nan, np.nan, np.nan, 0.0)
+    steps = max(100, -(-int(episodes.step_mask.sum()) // FQE_BATCH))  # about one pass over the data per iteration
     fqe = fitted_q_evaluation(episodes, target_actions=target_actions(episodes, policy, seed), seed=seed,
-                              n_iterations=episodes.horizon + 4, steps_per_iteration=100, n_bootstrap=500)
+                              n_iterations=episodes.horizon + 4, steps_per_iteration=steps,
+                              batch_size=FQE_BATCH, n_bootstrap=500)
     out["FQE"] = (fqe.estimate.estimate, fqe.estimate.low, fqe.estimate.high, fqe.estimate.ess)
     for name, weighted in (("DR", False), ("WDR", True)):
         try:
@@ -81,10 +112,11 @@ def estimate_all(episodes: LoggedEpisodes, policy: StochasticPolicy, seed: int) 
     return out
 
 
-def run_study(env_ids: list[str], sizes: list[int], repeats: int, progress: bool = True) -> list[dict]:
+def run_study(env_ids: list[str], sizes: list[int], repeats: int, progress: bool = True,
+              agent_paths: list[Path] = ()) -> list[dict]:
     rows = []
     for env_id in env_ids:
-        policies = target_policies(env_id)
+        policies = target_policies(env_id, agent_paths)
         jobs = [(size, r) for size in sizes for r in range(repeats)]
         for size, r in tqdm(jobs, desc=env_id, disable=not progress):
             seed = 10_000_000 + 1_000_000 * r  # independent cohorts per repeat, unseen by training
@@ -117,7 +149,27 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
+def compact_table(summary: list[dict]) -> str:
+    """One row per (env, target, estimator): RMSE and CI coverage at each dataset size, ESS at the largest."""
+    sizes = sorted({s["size"] for s in summary})
+    by_key = {(s["env"], s["target"], s["estimator"], s["size"]): s for s in summary}
+    head = ["env", "target policy", f"true value (n={sizes[-1]:,})", "estimator",
+            *(f"RMSE n={n:,}" for n in sizes), *(f"coverage n={n:,}" for n in sizes), f"ESS n={sizes[-1]:,}"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|---|" + "---:|" * (2 * len(sizes) + 1)]
+    for env, target, estimator in dict.fromkeys((s["env"], s["target"], s["estimator"]) for s in summary):
+        cells = [by_key.get((env, target, estimator, n)) for n in sizes]
+        truth = next(c["truth"] for c in reversed(cells) if c)  # the largest cohorts' mean
+        rmse = [f"{c['rmse']:.2f}" + ("*" if c["failed"] else "") if c else "" for c in cells]
+        cover = [f"{c['coverage']:.0%}" if c and np.isfinite(c["coverage"]) else "" for c in cells]
+        ess = f"{cells[-1]['ess']:.0f}" if cells[-1] else ""
+        lines.append(f"| {env.split('/')[-1]} | {target} | {truth:.2f} | {estimator} | "
+                     + " | ".join([*rmse, *cover, ess]) + " |")
+    return "\n".join(lines)
+
+
 def write_outputs(summary: list[dict], rows: list[dict], out: Path) -> str:
+    """``study.md`` (the compact table, then every summary row), ``study.json`` and the plot; returns
+    the compact table."""
     out.mkdir(parents=True, exist_ok=True)
     lines = ["| env | target policy | episodes | estimator | true value | bias | RMSE | CI coverage | ESS |",
              "|---|---|---:|---|---:|---:|---:|---:|---:|"]
@@ -125,11 +177,12 @@ def write_outputs(summary: list[dict], rows: list[dict], out: Path) -> str:
         lines.append(f"| {s['env'].split('/')[-1]} | {s['target']} | {s['size']} | {s['estimator']} | "
                      f"{s['truth']:.2f} | {s['bias']:+.2f} | {s['rmse']:.2f} | {s['coverage']:.0%} | {s['ess']:.0f} |"
                      + (f" ({s['failed']} of {s['n']} without support)" if s["failed"] else ""))
-    table = "\n".join(lines)
-    (out / "study.md").write_text(table + "\n")
+    compact = compact_table(summary)
+    (out / "study.md").write_text(f"{compact}\n\n* some repeats without an estimate (no logged action has "
+                                  f"target support)\n\nEvery (size, estimator):\n\n" + "\n".join(lines) + "\n")
     (out / "study.json").write_text(json.dumps({"summary": summary, "runs": rows}, indent=1))
     _plot(summary, out / "error_vs_size.png")
-    return table
+    return compact
 
 
 def _plot(summary: list[dict], path: Path) -> None:
@@ -165,14 +218,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", nargs="+", type=int, default=[100, 1000], help="logged episodes per dataset")
     p.add_argument("--repeats", type=int, default=5, help="independent datasets per size (default 5)")
     p.add_argument("--out", type=Path, default=Path("reports/ope"), help="output folder (default reports/ope)")
+    p.add_argument("--agent", type=Path, action="append", default=[], metavar="ZIP",
+                   help="a trained agent archive (python train.py / python -m agents.benchmark) to add as a "
+                        "target on its env; repeatable")
     args = p.parse_args(argv)
+    for path in args.agent:
+        try:
+            env_id = read_sidecar(path)["env_id"]
+        except (OSError, ValueError) as err:
+            p.error(str(err))
+        if env_id not in args.envs:
+            p.error(f"--agent {path} was trained on {env_id!r}, which is not among --envs {args.envs}")
     if args.repeats < 2 or min(args.sizes) < 2:
         p.error(f"--repeats and every --sizes must be >= 2, got {args.repeats} and {args.sizes}")
     for env_id in args.envs:
         space = gym.make(env_id).action_space  # unknown ids fail here, before any work
         if not isinstance(space, gym.spaces.Box):
             p.error(f"{env_id!r} has discrete actions; the study's perturbed targets need a continuous id")
-    rows = run_study(args.envs, args.sizes, args.repeats)
+    rows = run_study(args.envs, args.sizes, args.repeats, agent_paths=args.agent)
     print(write_outputs(summarise(rows), rows, args.out))
     return 0
 
