@@ -33,7 +33,7 @@ from pk_envs._common import (
     window_efficacy,
 )
 from vae_simulator.covariates import Covariates
-from vae_simulator.exposure import interval_exposure
+from vae_simulator.exposure import IntervalExposure
 from vae_simulator.groundtruth import SINGLE_DRUGS
 from vae_simulator.simulator import PKSimulator
 
@@ -159,6 +159,7 @@ class SingleDrugTask:
         self.horizon = default if n_intervals is None else check_int_in("n_intervals", n_intervals, 1, trained)
 
         self.interval_h, self.grid_h = self.sim.interval_h, self.sim.grid_h
+        self.exposure = IntervalExposure(self.grid_h, self.target.metric, self.target.threshold_mg_l)
         self.monitor_h = np.asarray(self.sim.drug_model.monitoring_times_h, dtype=float)
         # the decoder's noise is given on the grid; samples take it from the nearest grid time
         self.monitor_grid_index = np.abs(self.grid_h[None, :] - self.monitor_h[:, None]).argmin(axis=1)
@@ -254,8 +255,7 @@ class SingleDrugTask:
             raise RuntimeError("the episode has ended (course complete or toxicity event); call reset()")
         conc, log_sigma, c.state[rows] = self.stepper.step(c.state[rows], c.decoder_constants[rows], doses_mg)
         start = c.start_mg_l[rows]
-        exposure = interval_exposure(conc[:, None, :], self.grid_h, self.target.metric, self.target.threshold_mg_l,
-                                     first_start_mg_l=start)[:, 0]
+        exposure = self.exposure(conc, start)
         true_samples = sim.concentration_at(conc, start, self.monitor_h)
         noisy = sim.observe(true_samples, log_sigma, ReplayNormals(c.normals[rows, k]), self.noise_scale)
         missing = c.missing_u[rows, k] < self.missing_prob

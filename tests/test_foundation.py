@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vae_simulator.covariates import Covariates, cockcroft_gault_crcl, draw_covariate_row, du_bois_bsa
-from vae_simulator.exposure import auc_per_interval, interval_exposure, time_above
+from vae_simulator.exposure import METRICS, IntervalExposure, auc_per_interval, interval_exposure, time_above
 from vae_simulator.groundtruth import DRUGS, get_model
 from vae_simulator.groundtruth.ode import Bolus, Infusion, integrate_regimen
 
@@ -140,6 +140,26 @@ def test_observations_are_never_negative_and_blq_flagged(toy_model):
 
 
 # ----------------------------------------------------------------------------- exposure
+@pytest.mark.parametrize("metric", METRICS)
+def test_checked_once_exposure_equals_interval_exposure_bit_for_bit(metric):
+    """The environments' per-step exposure (validated once per grid) gives interval_exposure's numbers."""
+    rng = np.random.default_rng(3)
+    grid_h = np.array([0.5, 1.0, 2.0, 4.0, 8.0, 12.0])
+    conc = rng.lognormal(1.0, 1.0, (50, grid_h.size)) * (rng.random((50, grid_h.size)) > 0.1)  # some zeros
+    start = rng.lognormal(0.0, 1.0, 50) * (rng.random(50) > 0.2)
+    reference = interval_exposure(conc[:, None, :], grid_h, metric, 3.0, first_start_mg_l=start)[:, 0]
+    np.testing.assert_array_equal(IntervalExposure(grid_h, metric, 3.0)(conc, start), reference)
+
+
+def test_checked_once_exposure_refuses_a_bad_grid_or_metric():
+    with pytest.raises(ValueError, match="strictly increasing"):
+        IntervalExposure(np.array([1.0, 1.0, 2.0]), "auc24")
+    with pytest.raises(ValueError, match="unknown exposure metric 'auc48'"):
+        IntervalExposure(np.array([1.0, 2.0]), "auc48")
+    with pytest.raises(ValueError, match="needs threshold_mg_l"):
+        IntervalExposure(np.array([1.0, 2.0]), "time_above")
+
+
 def test_auc_matches_closed_form_for_exponential_decay():
     # C(t) = 10 exp(-0.1 t) over 12 h, recorded at coarse points: log-down rule is exact.
     grid = np.array([1.0, 2.0, 4.0, 8.0, 12.0])

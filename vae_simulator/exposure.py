@@ -35,7 +35,12 @@ def with_interval_start(conc: np.ndarray, grid_h: np.ndarray,
 def auc_per_interval(conc: np.ndarray, grid_h: np.ndarray, first_start_mg_l: np.ndarray | None = None) -> np.ndarray:
     """AUC over each interval (mg*h/L), linear-up / log-down, shaped ``(n, K)``."""
     c, t = with_interval_start(conc, grid_h, first_start_mg_l)
-    c0, c1, dt = c[..., :-1], c[..., 1:], np.diff(t)
+    return _auc(c, np.diff(t))
+
+
+def _auc(c: np.ndarray, dt: np.ndarray) -> np.ndarray:
+    """Linear-up / log-down AUC of profiles ``c (..., G+1)`` that include their start, steps ``dt (G,)``."""
+    c0, c1 = c[..., :-1], c[..., 1:]
     linear = 0.5 * (c0 + c1) * dt
     falling = (c1 < c0) & (c1 > 0)
     ratio = np.where(falling, c0 / np.where(falling, c1, 1.0), 2.0)
@@ -53,7 +58,12 @@ def time_above(conc: np.ndarray, grid_h: np.ndarray, threshold_mg_l: float,
     if not np.isfinite(threshold_mg_l) or threshold_mg_l <= 0:
         raise ValueError(f"threshold_mg_l must be a finite number > 0, got {threshold_mg_l!r}")
     c, t = with_interval_start(conc, grid_h, first_start_mg_l)
-    c0, c1, dt = c[..., :-1], c[..., 1:], np.diff(t)
+    return _time_above(c, np.diff(t), threshold_mg_l)
+
+
+def _time_above(c: np.ndarray, dt: np.ndarray, threshold_mg_l: float) -> np.ndarray:
+    """Hours above the threshold of profiles ``c (..., G+1)`` that include their start, steps ``dt (G,)``."""
+    c0, c1 = c[..., :-1], c[..., 1:]
     above0, above1 = c0 > threshold_mg_l, c1 > threshold_mg_l
     logc0 = np.log(np.maximum(c0, 1e-30))
     logc1 = np.log(np.maximum(c1, 1e-30))
@@ -86,6 +96,43 @@ def interval_exposure(conc: np.ndarray, grid_h: np.ndarray, metric: str, thresho
             raise ValueError("metric 'time_above' needs threshold_mg_l")
         return time_above(conc, grid_h, threshold_mg_l, first_start_mg_l)
     raise ValueError(f"unknown exposure metric {metric!r}; known: {', '.join(METRICS)}")
+
+
+class IntervalExposure:
+    """One exposure metric of one interval per patient on a fixed grid, checked once at construction.
+
+    ``IntervalExposure(grid_h, metric, threshold_mg_l)(conc, start)`` equals
+    ``interval_exposure(conc[:, None, :], grid_h, metric, threshold_mg_l, start)[:, 0]`` bit for bit
+    (the same arithmetic) without the per-call validation of the profiles: for callers whose
+    profiles are finite and >= 0 by construction, such as the environments stepping the decoder
+    (where that validation was a quarter of a single environment's step).
+
+    Args:
+        grid_h: ``(G,)`` sampling times of an interval (h after the dose, strictly increasing, > 0).
+        metric: one of :data:`METRICS`.
+        threshold_mg_l: the threshold of ``"time_above"`` (mg/L, > 0).
+    """
+
+    def __init__(self, grid_h: np.ndarray, metric: str, threshold_mg_l: float | None = None):
+        self.grid_h = np.asarray(grid_h, dtype=float)
+        interval_exposure(np.zeros((1, 1, self.grid_h.size)), self.grid_h, metric, threshold_mg_l)  # validates all
+        self.metric, self.threshold_mg_l = metric, threshold_mg_l
+        self.dt = np.diff(np.concatenate([[0.0], self.grid_h]))
+        self.auc24_scale = 24.0 / self.grid_h[-1]
+
+    def __call__(self, conc_mg_l: np.ndarray, start_mg_l: np.ndarray) -> np.ndarray:
+        """``(n,)`` exposure of profiles ``conc_mg_l (n, G)`` starting at ``start_mg_l (n,)`` (mg/L)."""
+        if self.metric == "trough":
+            return conc_mg_l[:, -1]
+        if self.metric == "peak":
+            return conc_mg_l.max(axis=-1)
+        c = np.concatenate([start_mg_l[:, None], conc_mg_l], axis=1)
+        if self.metric == "time_above":
+            return _time_above(c, self.dt, self.threshold_mg_l)
+        auc = _auc(c, self.dt)
+        if self.metric == "auc24":  # the order of interval_exposure's operations, so that the bits agree
+            return auc * self.auc24_scale
+        return auc / self.grid_h[-1] if self.metric == "cavg" else auc
 
 
 def _check_profiles(conc: np.ndarray, grid_h: np.ndarray) -> np.ndarray:
