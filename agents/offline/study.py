@@ -191,9 +191,12 @@ def _plot(summary: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = sorted({(s["env"], s["target"]) for s in summary})
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), squeeze=False, sharey=False)
-    for ax, (env, target) in zip(axes[0], panels):
+    envs = list(dict.fromkeys(s["env"] for s in summary))
+    targets = list(dict.fromkeys(s["target"] for s in summary))  # nearest to farthest from the behaviour
+    fig, axes = plt.subplots(len(envs), len(targets), figsize=(3.2 * len(targets), 2.9 * len(envs)),
+                             squeeze=False)
+    for (row, env), (col, target) in ((r, c) for r in enumerate(envs) for c in enumerate(targets)):
+        ax = axes[row, col]
         for estimator in ESTIMATORS:
             pts = sorted((s["size"], s["rmse"]) for s in summary
                          if (s["env"], s["target"], s["estimator"]) == (env, target, estimator))
@@ -202,8 +205,9 @@ def _plot(summary: list[dict], path: Path) -> None:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(f"{env.split('/')[-1]}\n{target}", fontsize=8)
-        ax.set_xlabel("logged episodes")
-    axes[0, 0].set_ylabel("RMSE of the value estimate")
+        ax.set_xlabel("logged episodes", fontsize=8)
+    for row in range(len(envs)):
+        axes[row, 0].set_ylabel("RMSE of the value estimate", fontsize=8)
     axes[0, -1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
