@@ -85,3 +85,25 @@ def test_agent_of_another_env_is_refused(untrained_agent, capsys):
     with pytest.raises(SystemExit):
         main(["--envs", "PKDose/PaclitaxelCarboplatin-v0", "--agent", str(untrained_agent)])
     assert "was trained on 'PKDose/Phenytoin-v0'" in capsys.readouterr().err
+
+
+def test_true_value_replays_average_independent_action_noise():
+    """One replay is a single on-policy run; more average runs whose action noise differs (and the
+    logging seeds 0, 1, ... are never among the truth's)."""
+    from agents.offline.study import TRUTH_SEED, true_value
+
+    policy = target_policies(ENV)["standard + N(0, 0.3)"]
+    runs = [collect_episodes(ENV, _with_seed(policy, TRUTH_SEED + j), 20, seed=5).returns().mean() for j in range(2)]
+    assert runs[0] != runs[1]
+    assert true_value(ENV, policy, 20, 5, replays=1) == runs[0]
+    assert true_value(ENV, policy, 20, 5, replays=2) == pytest.approx(np.mean(runs), rel=1e-12)
+    assert policy.seed == 7  # the caller's policy is left as it was
+    assert TRUTH_SEED > 1000
+
+
+def _with_seed(policy, seed):
+    import copy
+
+    replay = copy.copy(policy)
+    replay.seed = seed
+    return replay

@@ -10,7 +10,8 @@ the clinician itself (on-policy), the standard dose with truncated-normal noise 
 with SD 0.3, each trained agent given with ``--agent`` (a pkdose agent archive of that env, its
 deterministic action with truncated-normal noise SD 0.1, so that it has a density), and uniform
 random dosing. A target's true value is its mean return from on-policy
-simulation of the same virtual patients (the cohort's seeds), so the error of an estimate is
+simulation of the same virtual patients (the cohort's seeds; ``--truth-replays K`` averages K runs
+with independent action noise), so the error of an estimate is
 ``estimate - truth`` on identical patients. For every dataset size and repeat (independent
 cohorts), each estimator (IS, WIS, PDIS, WPDIS, FQE, DR and WDR with the FQE model) gives an
 estimate and a 95 % CI; the table reports bias, RMSE and CI coverage over repeats, and the mean
@@ -20,6 +21,7 @@ effective sample size. ``--out`` gets ``study.md``, ``study.json`` and ``error_v
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from pathlib import Path
 
@@ -50,6 +52,7 @@ ESTIMATORS = ("IS", "WIS", "PDIS", "WPDIS", "FQE", "DR", "WDR")
 FQE_SAMPLES = 8  # target actions sampled per state for FQE's expectation (continuous ids)
 FQE_BATCH = 1024
 AGENT_NOISE_SD = 0.1  # action units: a trained agent's deterministic action gets this noise (a density)
+TRUTH_SEED = 1_000_000  # policy seeds of the on-policy truth runs (the logs use 0 .. repeats - 1)
 
 
 def target_policies(env_id: str, agent_paths: list[Path] = ()) -> dict[str, StochasticPolicy]:
@@ -112,8 +115,21 @@ def estimate_all(episodes: LoggedEpisodes, policy: StochasticPolicy, seed: int) 
     return out
 
 
+def true_value(env_id: str, policy: StochasticPolicy, size: int, seed: int, replays: int) -> float:
+    """Mean return of ``policy`` run on-policy on the cohort's patients (env seeds ``seed ...``),
+    averaged over ``replays`` independent streams of the policy's own randomness (policy seeds
+    ``TRUTH_SEED + j``, disjoint from the logging seeds ``0 .. repeats - 1``): each replay lowers
+    the Monte-Carlo error of the truth against which the estimators are scored."""
+    values = []
+    for j in range(replays):
+        replay = copy.copy(policy)  # same policy, own action noise
+        replay.seed = TRUTH_SEED + j
+        values.append(collect_episodes(env_id, replay, size, seed=seed).returns().mean())
+    return float(np.mean(values))
+
+
 def run_study(env_ids: list[str], sizes: list[int], repeats: int, progress: bool = True,
-              agent_paths: list[Path] = ()) -> list[dict]:
+              agent_paths: list[Path] = (), truth_replays: int = 1) -> list[dict]:
     rows = []
     for env_id in env_ids:
         policies = target_policies(env_id, agent_paths)
@@ -122,7 +138,7 @@ def run_study(env_ids: list[str], sizes: list[int], repeats: int, progress: bool
             seed = 10_000_000 + 1_000_000 * r  # independent cohorts per repeat, unseen by training
             logged = collect_episodes(env_id, ClinicianPolicy(env_id, seed=r), size, seed=seed)
             for name, policy in policies.items():
-                truth = collect_episodes(env_id, policy, size, seed=seed).returns().mean()  # same patients
+                truth = true_value(env_id, policy, size, seed, truth_replays)
                 for estimator, (est, low, high, ess) in estimate_all(logged, policy, r).items():
                     rows.append({"env": env_id, "target": name, "size": size, "repeat": r, "estimator": estimator,
                                  "truth": float(truth), "estimate": float(est), "low": float(low),
@@ -225,7 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--agent", type=Path, action="append", default=[], metavar="ZIP",
                    help="a trained agent archive (python train.py / python -m agents.benchmark) to add as a "
                         "target on its env; repeatable")
+    p.add_argument("--truth-replays", type=int, default=1, metavar="K",
+                   help="on-policy runs of each target on the same patients, averaged into its true value "
+                        "(default 1; more lowers the truth's Monte-Carlo error, at K times its cost)")
     args = p.parse_args(argv)
+    if args.truth_replays < 1:
+        p.error(f"--truth-replays must be >= 1, got {args.truth_replays}")
     for path in args.agent:
         try:
             env_id = read_sidecar(path)["env_id"]
@@ -239,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         space = gym.make(env_id).action_space  # unknown ids fail here, before any work
         if not isinstance(space, gym.spaces.Box):
             p.error(f"{env_id!r} has discrete actions; the study's perturbed targets need a continuous id")
-    rows = run_study(args.envs, args.sizes, args.repeats, agent_paths=args.agent)
+    rows = run_study(args.envs, args.sizes, args.repeats, agent_paths=args.agent,
+                     truth_replays=args.truth_replays)
     print(write_outputs(summarise(rows), rows, args.out))
     return 0
 
