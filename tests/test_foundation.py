@@ -76,7 +76,7 @@ class _CountingGenerator:
     ("sex", 0.5, r"SEX must be 0 \(female\) or 1 \(male\)"),
 ])
 def test_covariates_out_of_range_are_refused(field, value, msg):
-    kwargs = dict(age_y=50.0, sex=1.0, wt_kg=70.0, ht_cm=175.0, scr_mg_dl=1.0)
+    kwargs = {"age_y": 50.0, "sex": 1.0, "wt_kg": 70.0, "ht_cm": 175.0, "scr_mg_dl": 1.0}
     kwargs[field] = value
     with pytest.raises(ValueError, match=msg):
         Covariates.from_measurements(**kwargs)

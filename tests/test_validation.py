@@ -285,7 +285,7 @@ def test_record_writes_metrics_into_the_manifest_and_keeps_the_checksum(tmp_path
     from vae_simulator.vae.model import PKVAE, VAEConfig
 
     model = PKVAE(VAEConfig(drug="vancomycin", n_covariates=7, grid_size=12, latent_dim=2, hidden=8))
-    weights, manifest = save_model(model, tmp_path, {"data_seed": 0})
+    _weights, manifest = save_model(model, tmp_path, {"data_seed": 0})
     before = json.loads(manifest.read_text())["sha256"]
     record_metrics(manifest, {"reconstruction_median_ape": 0.07})
     after = json.loads(manifest.read_text())

@@ -104,7 +104,7 @@ def _integrate_chunk(rhs, params, y0, times_h, boluses, infusions, extra_breaks_
         def flat_rhs(t, yflat, u=u, seg_start=seg_start):
             return rhs(t, yflat.reshape(m, n_states), u, seg_start, params).ravel()
 
-        kwargs = dict(method=method, rtol=rtol / scale, atol=atol / scale, max_step=max_step_h)
+        kwargs = {"method": method, "rtol": rtol / scale, "atol": atol / scale, "max_step": max_step_h}
         if jac_sparsity is not None:
             kwargs["jac_sparsity"] = jac_sparsity
         sol = solve_ivp(flat_rhs, (seg_start, seg_end), y.ravel(), t_eval=t_eval, **kwargs)

@@ -86,7 +86,7 @@ def build_model(data: PopulationData, settings: TrainSettings) -> PKVAE:
 
 def split_patients(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     perm = np.random.default_rng([seed, 7919]).permutation(n)
-    n_val = max(1, int(round(fraction * n)))
+    n_val = max(1, round(fraction * n))
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
