@@ -72,13 +72,21 @@ _CRCL_BOUNDS_ML_MIN = (15.0, 250.0)
 def cockcroft_gault_crcl(age_y, wt_kg, scr_mg_dl, sex) -> np.ndarray:
     """Creatinine clearance (mL/min) by Cockcroft-Gault (1976) with total body weight."""
     age_y, wt_kg, scr_mg_dl, sex = (np.asarray(a, dtype=float) for a in (age_y, wt_kg, scr_mg_dl, sex))
-    female_factor = np.where(sex >= 0.5, 1.0, 0.85)
-    return (140.0 - age_y) * wt_kg / (72.0 * scr_mg_dl) * female_factor
+    return _cockcroft_gault(age_y, wt_kg, scr_mg_dl, np.where(sex >= 0.5, 1.0, 0.85))
 
 
 def du_bois_bsa(wt_kg, ht_cm) -> np.ndarray:
     """Body-surface area (m2) by Du Bois and Du Bois (1916)."""
-    return 0.007184 * np.asarray(wt_kg, dtype=float) ** 0.425 * np.asarray(ht_cm, dtype=float) ** 0.725
+    return _du_bois(np.asarray(wt_kg, dtype=float), np.asarray(ht_cm, dtype=float))
+
+
+# The formulas, once, for arrays and for the scalar draw of draw_covariate_row (same operations, same bits).
+def _cockcroft_gault(age_y, wt_kg, scr_mg_dl, female_factor):
+    return (140.0 - age_y) * wt_kg / (72.0 * scr_mg_dl) * female_factor
+
+
+def _du_bois(wt_kg, ht_cm):
+    return 0.007184 * np.power(wt_kg, 0.425) * np.power(ht_cm, 0.725)
 
 
 @dataclass(frozen=True)
@@ -229,10 +237,9 @@ def draw_covariate_row(rng: np.random.Generator) -> np.ndarray:
         scr_median = _SCR_MEDIAN_MG_DL[male] * np.exp(_SCR_AGE_SLOPE_PER_Y * (age - 55.0))
         scr = scr_median * np.exp(_SCR_LOG_SD * _truncated_normal_scalar(rng, 0.0, 1.0, (-3.0, 3.0)))
         scr = min(max(scr, _SCR_BOUNDS_MG_DL[0]), _SCR_BOUNDS_MG_DL[1])
-        crcl = (140.0 - age) * wt / (72.0 * scr) * (1.0 if male else 0.85)  # cockcroft_gault_crcl
+        crcl = _cockcroft_gault(age, wt, scr, 1.0 if male else 0.85)
         if _CRCL_BOUNDS_ML_MIN[0] <= crcl <= _CRCL_BOUNDS_ML_MIN[1]:
-            bsa = 0.007184 * np.power(wt, 0.425) * np.power(ht, 0.725)  # du_bois_bsa
-            return np.array([age, sex, wt, ht, bsa, scr, crcl], dtype=float)
+            return np.array([age, sex, wt, ht, _du_bois(wt, ht), scr, crcl], dtype=float)
 
 
 def _truncated_normal_scalar(rng: np.random.Generator, mean: float, sd: float, bounds: tuple[float, float]) -> float:
