@@ -7,7 +7,15 @@ import pytest
 
 from agents.offline.collect import collect_episodes
 from agents.offline.policies import ClinicianPolicy
-from agents.offline.study import ESTIMATORS, compact_table, estimate_all, main, summarise, target_policies
+from agents.offline.study import (
+    ESTIMATORS,
+    compact_table,
+    estimate_all,
+    main,
+    summarise,
+    target_policies,
+    true_value,
+)
 
 ENV = "PKDose/Phenytoin-v0"
 
@@ -47,6 +55,14 @@ def test_bad_arguments(capsys):
     assert "discrete actions" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--repeats", "1"])
+    with pytest.raises(SystemExit):
+        main(["--truth-replays", "0"])
+    assert "--truth-replays must be >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--agent", "no/such/agent.zip"])
+    assert "no agent archive at no/such/agent.zip" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="replays must be an integer >= 1, got 0"):
+        true_value(ENV, target_policies(ENV)["uniform random"], 2, 5, replays=0)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +106,7 @@ def test_agent_of_another_env_is_refused(untrained_agent, capsys):
 def test_true_value_replays_average_independent_action_noise():
     """One replay is a single on-policy run; more average runs whose action noise differs (and the
     logging seeds 0, 1, ... are never among the truth's)."""
-    from agents.offline.study import TRUTH_SEED, true_value
+    from agents.offline.study import TRUTH_SEED
 
     policy = target_policies(ENV)["standard + N(0, 0.3)"]
     runs = [collect_episodes(ENV, _with_seed(policy, TRUTH_SEED + j), 20, seed=5).returns().mean() for j in range(2)]

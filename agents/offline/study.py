@@ -120,6 +120,8 @@ def true_value(env_id: str, policy: StochasticPolicy, size: int, seed: int, repl
     averaged over ``replays`` independent streams of the policy's own randomness (policy seeds
     ``TRUTH_SEED + j``, disjoint from the logging seeds ``0 .. repeats - 1``): each replay lowers
     the Monte-Carlo error of the truth against which the estimators are scored."""
+    if isinstance(replays, bool) or not isinstance(replays, (int, np.integer)) or replays < 1:
+        raise ValueError(f"replays must be an integer >= 1, got {replays!r}")
     values = []
     for j in range(replays):
         replay = copy.copy(policy)  # same policy, own action noise
@@ -194,8 +196,9 @@ def write_outputs(summary: list[dict], rows: list[dict], out: Path) -> str:
                      f"{s['truth']:.2f} | {s['bias']:+.2f} | {s['rmse']:.2f} | {s['coverage']:.0%} | {s['ess']:.0f} |"
                      + (f" ({s['failed']} of {s['n']} without support)" if s["failed"] else ""))
     compact = compact_table(summary)
-    (out / "study.md").write_text(f"{compact}\n\n* some repeats without an estimate (no logged action has "
-                                  f"target support)\n\nEvery (size, estimator):\n\n" + "\n".join(lines) + "\n")
+    footnote = ("\n\n* some repeats without an estimate (no logged action has target support)"
+                if any(s["failed"] for s in summary) else "")
+    (out / "study.md").write_text(f"{compact}{footnote}\n\nEvery (size, estimator):\n\n" + "\n".join(lines) + "\n")
     (out / "study.json").write_text(json.dumps({"summary": summary, "runs": rows}, indent=1))
     _plot(summary, out / "error_vs_size.png")
     return compact
