@@ -16,6 +16,7 @@ class OneCompartmentInfusion(DrugModel):
     route = "iv_infusion"
     interval_h = 12.0
     infusion_h = 1.0
+    infusion_range_h = (0.5, 2.0)
     dose_range_mg = (0.0, 2000.0)
     interval_grid_h = np.array([0.5, 1.0, 2.0, 4.0, 8.0, 12.0])
     monitoring_times_h = (2.0, 11.5)
@@ -30,14 +31,14 @@ class OneCompartmentInfusion(DrugModel):
     def standard_dose_mg(self, cov):
         return np.clip(15.0 * cov.WT, *self.dose_range_mg)
 
-    def _simulate(self, params, doses_mg, times_h):
+    def _simulate(self, params, doses_mg, times_h, dose_times_h, infusion_h):
         k = (params["CL"] / params["V"])[:, None]
         out = np.zeros((doses_mg.shape[0], times_h.size))
         for j in range(doses_mg.shape[1]):
-            rate = doses_mg[:, j:j + 1] / self.infusion_h
-            dt = times_h[None, :] - j * self.interval_h
-            during = np.clip(dt, 0, self.infusion_h)
-            after = np.clip(dt - self.infusion_h, 0, None)
+            rate = doses_mg[:, j:j + 1] / infusion_h[j]
+            dt = times_h[None, :] - dose_times_h[j]
+            during = np.clip(dt, 0, infusion_h[j])
+            after = np.clip(dt - infusion_h[j], 0, None)
             out += rate / (params["CL"][:, None]) * (1 - np.exp(-k * during)) * np.exp(-k * after)
         return out
 

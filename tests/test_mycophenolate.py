@@ -126,7 +126,7 @@ def test_matrix_exponential_matches_ode_integrator(model):
                       [2000.0, 2000.0, 0.0], [0.0, 250.0, 1000.0]])
     times = model.regimen_times_h(3)
     exact = model.simulate(params, doses, times)
-    boluses = [Bolus(t, amount, 0) for t, amount in model.dose_boluses(doses)]
+    boluses = [Bolus(t, amount, 0) for t, amount in model.dose_boluses(doses, 12.0 * np.arange(3))]
     states = integrate_regimen(model.rate_rhs(params), params, np.zeros((4, 5)), times, boluses, [],
                                extra_breaks_h=model.switch_times_h(3), rtol=1e-8, atol=1e-10)
     ode = model.total_mpa_mg_l(params, states[:, 1, :])

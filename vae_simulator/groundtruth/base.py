@@ -7,8 +7,11 @@ which each dosing interval has its own dose (the RL setting). Subclasses impleme
 :meth:`DrugModel.typical_parameters` and :meth:`DrugModel._simulate`; this class
 validates inputs, samples variability and observations, and lays out time grids.
 
-Time runs in hours from the first dose; dose ``k`` (mg) is given at ``k * interval_h``
-(an infusion of ``infusion_h`` hours starts then). Concentrations are in mg/L.
+Time runs in hours from the first dose. :meth:`DrugModel.simulate` is the regular regimen:
+dose ``k`` (mg) at ``k * interval_h``, each infused over ``infusion_h`` hours.
+:meth:`DrugModel.simulate_regimen` is any regimen: doses at any sorted times, each with its
+own infusion length within ``infusion_range_h`` (loading doses, held doses, q8h/q24h,
+jittered times). Concentrations are in mg/L.
 """
 
 from __future__ import annotations
@@ -63,7 +66,8 @@ class DrugModel(ABC):
     Class attributes a subclass sets (all documented with units):
 
     ``name``, ``route`` (``"iv_infusion"`` or ``"oral"``), ``interval_h`` (dosing
-    interval), ``infusion_h`` (0 for oral), ``dose_range_mg`` (allowed dose per interval,
+    interval), ``infusion_h`` (0 for oral), ``infusion_range_h`` (infusion lengths
+    :meth:`simulate_regimen` accepts, h, inclusive; ``(0, 0)`` for oral), ``dose_range_mg`` (allowed dose per interval,
     inclusive; 0 means a held dose), ``interval_grid_h`` (times within an interval at
     which the profile is recorded, ending at ``interval_h``), ``monitoring_times_h``
     (when a clinic samples within an interval, e.g. peak and trough), ``lloq_mg_l``
@@ -75,6 +79,7 @@ class DrugModel(ABC):
     route: str
     interval_h: float
     infusion_h: float
+    infusion_range_h: tuple[float, float] = (0.0, 0.0)
     dose_range_mg: tuple[float, float]
     interval_grid_h: np.ndarray
     monitoring_times_h: tuple[float, ...]
@@ -139,7 +144,56 @@ class DrugModel(ABC):
         if times_h[0] < 0 or times_h[-1] > horizon + 1e-9:
             raise ValueError(f"times_h must lie in [0, {horizon:g}] h for {k} intervals of "
                              f"{self.interval_h:g} h, got [{times_h[0]:g}, {times_h[-1]:g}]")
-        conc = self._simulate(params, doses_mg, times_h)
+        return self._solve(params, doses_mg, times_h, self.interval_h * np.arange(k, dtype=float),
+                           np.full(k, float(self.infusion_h)))
+
+    def simulate_regimen(self, params: Parameters, doses_mg: np.ndarray, dose_times_h: np.ndarray,
+                         times_h: np.ndarray, infusion_h: np.ndarray | None = None) -> np.ndarray:
+        """True concentrations (mg/L) at ``times_h`` after doses at any times.
+
+        Parameters
+        ----------
+        params: individual parameters, each an array of ``n`` values.
+        doses_mg: ``(n, K)`` dose amounts in mg, within ``dose_range_mg`` (0 = a held dose).
+        dose_times_h: ``(K,)`` dose times in h, finite, >= 0 and sorted (shared by the ``n``
+            patients; simulate groups of patients to give each group its own schedule).
+        times_h: sorted 1-D sample times in h, >= 0; before the first dose the
+            concentration is exactly 0, and a sample at a dose time is pre-dose.
+        infusion_h: ``(K,)`` infusion length of each dose in h, within ``infusion_range_h``;
+            ``None`` means the drug's usual ``infusion_h`` for every dose.
+
+        Returns an ``(n, len(times_h))`` array, finite and >= 0.
+        """
+        doses_mg = self.check_doses(doses_mg)
+        n, k = doses_mg.shape
+        params = self._check_params(params, n)
+        dose_times = np.asarray(dose_times_h, dtype=float)
+        if dose_times.shape != (k,):
+            raise ValueError(f"{self.name}: dose_times_h must hold one time per dose column, shape ({k},), "
+                             f"got {dose_times.shape}")
+        if not np.all(np.isfinite(dose_times)) or np.any(dose_times < 0) or np.any(np.diff(dose_times) < 0):
+            raise ValueError(f"{self.name}: dose_times_h must be finite, >= 0 and sorted ascending, "
+                             f"got {dose_times.tolist()}")
+        infusion = np.full(k, float(self.infusion_h)) if infusion_h is None else np.asarray(infusion_h, dtype=float)
+        if infusion.shape != (k,):
+            raise ValueError(f"{self.name}: infusion_h must hold one length per dose, shape ({k},), "
+                             f"got {infusion.shape}")
+        lo, hi = self.infusion_range_h
+        bad = ~np.isfinite(infusion) | (infusion < lo - 1e-12) | (infusion > hi + 1e-12)
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{self.name}: infusion length {float(infusion[j])!r} h of dose {j} is outside the "
+                             f"allowed range [{lo:g}, {hi:g}] h")
+        times_h = np.asarray(times_h, dtype=float)
+        if times_h.ndim != 1 or times_h.size == 0:
+            raise ValueError(f"times_h must be a non-empty 1-D array, got shape {times_h.shape}")
+        if not np.all(np.isfinite(times_h)) or np.any(np.diff(times_h) < 0) or times_h[0] < 0:
+            raise ValueError("times_h must be finite, >= 0 and sorted ascending")
+        return self._solve(params, doses_mg, times_h, dose_times, infusion)
+
+    def _solve(self, params: Parameters, doses_mg: np.ndarray, times_h: np.ndarray, dose_times_h: np.ndarray,
+               infusion_h: np.ndarray) -> np.ndarray:
+        conc = self._simulate(params, doses_mg, times_h, dose_times_h, infusion_h)
         if not np.all(np.isfinite(conc)):
             raise FloatingPointError(f"{self.name}: solver produced non-finite concentrations")
         # Solvers' round-off can dip a hair below zero; anything more is a bug.
@@ -148,8 +202,10 @@ class DrugModel(ABC):
         return np.maximum(conc, 0.0)
 
     @abstractmethod
-    def _simulate(self, params: Parameters, doses_mg: np.ndarray, times_h: np.ndarray) -> np.ndarray:
-        """Solve the model; inputs are already validated."""
+    def _simulate(self, params: Parameters, doses_mg: np.ndarray, times_h: np.ndarray, dose_times_h: np.ndarray,
+                  infusion_h: np.ndarray) -> np.ndarray:
+        """Solve the model for doses ``(n, K)`` at ``dose_times_h (K,)`` infused over ``infusion_h (K,)``
+        (zeros for oral drugs); inputs are already validated."""
 
     def regimen_times_h(self, n_intervals: int) -> np.ndarray:
         """The recording grid of ``n_intervals`` intervals: ``interval_grid_h`` repeated."""

@@ -99,6 +99,8 @@ class Carboplatin(TwoCompartmentInfusionModel):
     route = "iv_infusion"
     interval_h = 504.0
     infusion_h = 0.5
+    #: PARAPLATIN label: "infusion lasting 15 minutes or longer"; up to 1 h in practice.
+    infusion_range_h = (0.25, 1.0)
     dose_range_mg = (0.0, 1500.0)
     #: recording times (h after dose): dense while the alpha (t1/2 ~1 h) and beta (~4 h)
     #: phases run, sparse once free platinum is gone (> ~48 h).

@@ -188,7 +188,7 @@ def two_compartment_infusion(dose_times: np.ndarray, doses_mg: np.ndarray, infus
     over ``lambda_i in (alpha, beta)``: the during-infusion rise (``s = tau``) and the
     post-infusion decay (``s = infusion_h``) in one expression. ``(1-exp(-x))/x`` is
     evaluated stably, so ``CL = 0`` (``beta = 0``) is handled. ``infusion_h = 0`` gives
-    IV boluses. Earlier doses are carried from dose time to dose time as the amplitudes of
+    IV boluses; ``infusion_h`` may also be ``(K,)``, one length per dose. Earlier doses are carried from dose time to dose time as the amplitudes of
     the two exponential modes, so the cost is ``O(n * T)`` whatever the number of doses
     (a direct sum over doses is used when an infusion outlasts the dosing interval).
 
@@ -197,8 +197,9 @@ def two_compartment_infusion(dose_times: np.ndarray, doses_mg: np.ndarray, infus
     ``times_h`` ``(T,)`` sorted. Returns ``(n, T)`` mg/L.
     """
     dose_times, doses_mg, times_h = _check_regimen(dose_times, doses_mg, times_h)
-    if not np.isfinite(infusion_h) or infusion_h < 0:
-        raise ValueError(f"infusion_h must be a finite number >= 0, got {infusion_h!r}")
+    infusion = np.broadcast_to(np.asarray(infusion_h, dtype=float), dose_times.shape)
+    if not np.all(np.isfinite(infusion)) or np.any(infusion < 0):
+        raise ValueError(f"infusion_h must be finite and >= 0, got {np.asarray(infusion_h).tolist()!r}")
     n = doses_mg.shape[0]
     cl = _per_patient(cl_l_h, n, "cl_l_h", positive=False)
     v1 = _per_patient(v1_l, n, "v1_l", positive=True)
@@ -207,7 +208,7 @@ def two_compartment_infusion(dose_times: np.ndarray, doses_mg: np.ndarray, infus
     macro = two_compartment_macro_constants(cl, v1, q, v2)
     phases = ((macro["alpha"], macro["a_alpha"]), (macro["beta"], macro["a_beta"]))
 
-    def mode_response(dose, lam, coef, since_dose_h):
+    def mode_response(dose, lam, coef, since_dose_h, infusion_h):
         """One mode's concentration (mg/L) from one dose, ``since_dose_h`` ``(1, m)`` after its start.
 
         ``(1 - exp(-lam*s)) / lam = s * phi(lam*s)`` with ``phi(x) = (1-exp(-x))/x``: during the
@@ -226,12 +227,12 @@ def two_compartment_infusion(dose_times: np.ndarray, doses_mg: np.ndarray, infus
         return out
 
     conc = np.zeros((n, times_h.size))
-    if not _carry_state(dose_times, infusion_h):
+    if not _carry_state(dose_times, float(infusion.max(initial=0.0))):
         for k, t_dose in enumerate(dose_times):
             first = np.searchsorted(times_h, t_dose, side="right")
             since = times_h[None, first:] - t_dose
             for lam, coef in phases:
-                conc[:, first:] += mode_response(doses_mg[:, k:k + 1], lam, coef, since)
+                conc[:, first:] += mode_response(doses_mg[:, k:k + 1], lam, coef, since, infusion[k])
         return conc
     bounds = _segment_bounds(dose_times, times_h)
     amplitude = [np.zeros((n, 1)) for _ in phases]  # each mode's concentration at the current dose time
@@ -241,9 +242,10 @@ def two_compartment_infusion(dose_times: np.ndarray, doses_mg: np.ndarray, infus
         step = dose_times[k + 1] - t_dose if k + 1 < dose_times.size else None
         for i, (lam, coef) in enumerate(phases):
             conc[:, bounds[k]:bounds[k + 1]] += (amplitude[i] * np.exp(-lam * since)
-                                                  + mode_response(dose, lam, coef, since))
+                                                  + mode_response(dose, lam, coef, since, infusion[k]))
             if step is not None:  # the infusion ended within this interval
-                amplitude[i] = amplitude[i] * np.exp(-lam * step) + mode_response(dose, lam, coef, step)
+                amplitude[i] = (amplitude[i] * np.exp(-lam * step)
+                                + mode_response(dose, lam, coef, step, infusion[k]))
     return conc
 
 
@@ -251,10 +253,10 @@ class TwoCompartmentInfusionModel(DrugModel):
     """A :class:`DrugModel` whose ``_simulate`` is the closed-form 2-compartment infusion.
 
     Subclasses provide ``typical_parameters`` returning ``CL`` (L/h), ``V1`` (L), ``Q`` (L/h)
-    and ``V2`` (L); doses are infused over ``infusion_h`` at the start of every interval.
+    and ``V2`` (L); each dose is infused over its own length from its dose time.
     """
 
-    def _simulate(self, params: Parameters, doses_mg: np.ndarray, times_h: np.ndarray) -> np.ndarray:
-        return two_compartment_infusion(dose_times_h(self.interval_h, doses_mg.shape[1]), doses_mg,
-                                        self.infusion_h, params["CL"], params["V1"], params["Q"],
-                                        params["V2"], times_h)
+    def _simulate(self, params: Parameters, doses_mg: np.ndarray, times_h: np.ndarray, dose_times_h: np.ndarray,
+                  infusion_h: np.ndarray) -> np.ndarray:
+        return two_compartment_infusion(dose_times_h, doses_mg, infusion_h, params["CL"], params["V1"],
+                                        params["Q"], params["V2"], times_h)

@@ -279,10 +279,9 @@ class Mycophenolate(DrugModel):
         starts = np.array([(m, m + self.emptying_duration_h) for m in self.meal_times_h]).ravel()
         return (self.interval_h * np.arange(n_intervals)[:, None] + starts[None, :]).ravel()
 
-    def dose_boluses(self, doses_mg: np.ndarray) -> list[tuple[float, np.ndarray]]:
+    def dose_boluses(self, doses_mg: np.ndarray, dose_times_h: np.ndarray) -> list[tuple[float, np.ndarray]]:
         """(time h, MPA amount mg per patient) entering the depot for each dose, after the lag."""
-        return [(k * self.interval_h + self.lag_h, doses_mg[:, k] * MPA_PER_MMF)
-                for k in range(doses_mg.shape[1])]
+        return [(float(t) + self.lag_h, doses_mg[:, k] * MPA_PER_MMF) for k, t in enumerate(dose_times_h)]
 
     def total_mpa_mg_l(self, params: Parameters, central_mg: np.ndarray) -> np.ndarray:
         """Total MPA (mg/L) from the unbound central amount (mg), ``(n, ...)``."""
@@ -298,13 +297,16 @@ class Mycophenolate(DrugModel):
         return rhs
 
     # ------------------------------------------------------------------ simulation
-    def _simulate(self, params: Parameters, doses_mg: np.ndarray, times_h: np.ndarray) -> np.ndarray:
-        n, k = doses_mg.shape
+    def _simulate(self, params: Parameters, doses_mg: np.ndarray, times_h: np.ndarray, dose_times_h: np.ndarray,
+                  infusion_h: np.ndarray) -> np.ndarray:
+        n = doses_mg.shape[0]
         matrices = self.rate_matrices(params)
-        boluses = [(t, a) for t, a in self.dose_boluses(doses_mg) if t <= times_h[-1] + _TIME_TOL_H]
+        boluses = [(t, a) for t, a in self.dose_boluses(doses_mg, dose_times_h) if t <= times_h[-1] + _TIME_TOL_H]
         bolus_times = np.array([t for t, _ in boluses])
+        # Meals are at clock times (mod interval_h): cover every interval up to the last sample.
+        n_clock_intervals = int(np.floor(times_h[-1] / self.interval_h)) + 1
         # Event times rounded to 1e-9 h so that coinciding grid, dose and switch times merge.
-        events = np.concatenate([[0.0], bolus_times, self.switch_times_h(k), times_h])
+        events = np.concatenate([[0.0], bolus_times, self.switch_times_h(n_clock_intervals), times_h])
         events = np.unique(np.round(events[events <= times_h[-1] + _TIME_TOL_H], 9))
         record = np.searchsorted(events, np.round(times_h, 9))  # each time's index among the events
         bolus_index = np.searchsorted(events, np.round(bolus_times, 9))

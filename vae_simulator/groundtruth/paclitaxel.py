@@ -105,6 +105,9 @@ class Paclitaxel(DrugModel):
     route = "iv_infusion"
     interval_h = 504.0
     infusion_h = 3.0
+    #: 1-h (weekly) to 3-h (3-weekly) infusions, the schedules of the TAXOL label that the
+    #: Joerger/Crombag data cover; the label's 24-h infusion is outside them and refused.
+    infusion_range_h = (1.0, 3.0)
     dose_range_mg = (0.0, 600.0)
     interval_grid_h = np.array([0.5, 1.0, 2.0, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0, 20.0, 24.0,
                                 30.0, 36.0, 48.0, 72.0, 96.0, 120.0, 168.0, 240.0, 336.0, 504.0])
@@ -137,11 +140,12 @@ class Paclitaxel(DrugModel):
         """175 mg/m2 x BSA per 3-weekly cycle (mg)."""
         return np.clip(STANDARD_DOSE_MG_M2 * cov.BSA, *self.dose_range_mg)
 
-    def _simulate(self, params: Parameters, doses_mg: np.ndarray, times_h: np.ndarray) -> np.ndarray:
+    def _simulate(self, params: Parameters, doses_mg: np.ndarray, times_h: np.ndarray, dose_times_h: np.ndarray,
+                  infusion_h: np.ndarray) -> np.ndarray:
         n, k = doses_mg.shape
         doses_umol = doses_mg / MOLAR_MASS_G_MOL * 1000.0
-        infusions = [Infusion(j * self.interval_h, j * self.interval_h + self.infusion_h,
-                              doses_umol[:, j] / self.infusion_h, CENTRAL) for j in range(k)]
+        infusions = [Infusion(float(dose_times_h[j]), float(dose_times_h[j] + infusion_h[j]),
+                              doses_umol[:, j] / infusion_h[j], CENTRAL) for j in range(k)]
         states = integrate_regimen(_rhs, params, np.zeros((n, 3)), times_h, [], infusions,
                                    method="BDF", rtol=self.rtol, atol=1e-9, chunk=1024)
         return states[:, CENTRAL, :] / params["V1"][:, None] * (MOLAR_MASS_G_MOL / 1000.0)

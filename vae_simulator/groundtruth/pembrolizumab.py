@@ -125,6 +125,8 @@ class Pembrolizumab(DrugModel):
     route = "iv_infusion"
     interval_h = 504.0
     infusion_h = 0.5
+    #: the label gives a 30-min infusion only; no other length is simulated.
+    infusion_range_h = (0.5, 0.5)
     dose_range_mg = (0.0, 400.0)
     interval_grid_h = np.array([0.5, 1.0, 2.0, 6.0, 12.0, 24.0, 48.0, 72.0, 120.0, 168.0, 240.0, 336.0,
                                 420.0, 504.0])
@@ -167,10 +169,11 @@ class Pembrolizumab(DrugModel):
         """200 mg every 3 weeks for every adult (label)."""
         return np.clip(np.full(len(cov), self.STANDARD_DOSE_MG), *self.dose_range_mg)
 
-    def _simulate(self, params: Parameters, doses_mg: np.ndarray, times_h: np.ndarray) -> np.ndarray:
+    def _simulate(self, params: Parameters, doses_mg: np.ndarray, times_h: np.ndarray, dose_times_h: np.ndarray,
+                  infusion_h: np.ndarray) -> np.ndarray:
         n, k = doses_mg.shape
-        infusions = [Infusion(j * self.interval_h, j * self.interval_h + self.infusion_h,
-                              doses_mg[:, j] / self.infusion_h, CENTRAL) for j in range(k)]
+        infusions = [Infusion(float(dose_times_h[j]), float(dose_times_h[j] + infusion_h[j]),
+                              doses_mg[:, j] / infusion_h[j], CENTRAL) for j in range(k)]
         states = integrate_regimen(_rhs, params, np.zeros((n, 2)), times_h, [], infusions,
                                    method="RK45", rtol=self.rtol, atol=1e-9, chunk=1024)
         return states[:, CENTRAL, :] / params["VC"][:, None]

@@ -146,9 +146,10 @@ class Phenytoin(DrugModel):
         """300 mg per 24 h for every adult (label starting dose)."""
         return np.clip(np.full(len(cov), self.STANDARD_DOSE_MG_DAY), *self.dose_range_mg)
 
-    def _simulate(self, params: Parameters, doses_mg: np.ndarray, times_h: np.ndarray) -> np.ndarray:
+    def _simulate(self, params: Parameters, doses_mg: np.ndarray, times_h: np.ndarray, dose_times_h: np.ndarray,
+                  infusion_h: np.ndarray) -> np.ndarray:
         n, k = doses_mg.shape
-        boluses = [Bolus(j * self.interval_h, doses_mg[:, j], DEPOT) for j in range(k)]
+        boluses = [Bolus(float(dose_times_h[j]), doses_mg[:, j], DEPOT) for j in range(k)]
         states = integrate_regimen(_rhs, params, np.zeros((n, 2)), times_h, boluses, [],
                                    method="RK45", rtol=self.rtol, atol=1e-9, chunk=1024)
         return states[:, CENTRAL, :] / params["V"][:, None]

@@ -80,7 +80,7 @@ import numpy as np
 
 from vae_simulator.covariates import Covariates
 from vae_simulator.groundtruth.base import DrugModel, ExposureTarget, Parameters, ResidualError, omega_from_cv
-from vae_simulator.groundtruth.linear import dose_times_h, one_compartment_oral
+from vae_simulator.groundtruth.linear import one_compartment_oral
 
 # Our FOCE-I fit of the Theoph data with an absorption lag (module docstring).
 THEOPH_MEAN_WT_KG = 69.58
@@ -147,8 +147,9 @@ class Theophylline(DrugModel):
         dose = np.where(cov.AGE > ELDERLY_AGE_Y, _STANDARD_DOSE_ELDERLY_Q12H_MG, _STANDARD_DOSE_Q12H_MG)
         return np.clip(dose, *self.dose_range_mg)
 
-    def _simulate(self, params: Parameters, doses_mg: np.ndarray, times_h: np.ndarray) -> np.ndarray:
+    def _simulate(self, params: Parameters, doses_mg: np.ndarray, times_h: np.ndarray, dose_times_h: np.ndarray,
+                  infusion_h: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):  # V = 0 is refused below, by name
             ke_per_h = params["CL"] / params["V"]
-        return one_compartment_oral(dose_times_h(self.interval_h, doses_mg.shape[1]), doses_mg, params["KA"],
+        return one_compartment_oral(dose_times_h, doses_mg, params["KA"],
                                     ke_per_h, params["V"], params["TLAG"], times_h)

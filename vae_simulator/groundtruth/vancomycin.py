@@ -101,6 +101,8 @@ class Vancomycin(TwoCompartmentInfusionModel):
     route = "iv_infusion"
     interval_h = 12.0
     infusion_h = 1.0
+    #: at least 1 h, at most ~1 g/h (Rybak 2020, above): 4 h for the 4,000-mg ceiling.
+    infusion_range_h = (1.0, 4.0)
     dose_range_mg = (0.0, 4000.0)
     #: recording times (h after dose): dense over the infusion and the distribution phase.
     interval_grid_h = np.array([0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0])
