@@ -19,9 +19,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from vae_simulator.vae.ct_model import CTPKVAE, CTConfig
 from vae_simulator.vae.model import PKVAE, VAEConfig
 
 MANIFEST_FORMAT = "pkdose-vae/1"
+#: The continuous-time PK-VAE (:mod:`vae_simulator.vae.ct_model`), shipped in ``weights/ct/``.
+CT_MANIFEST_FORMAT = "pkdose-ctvae/1"
+#: format -> (model class, config from its dict)
+ARCHITECTURES = {MANIFEST_FORMAT: (PKVAE, lambda d: VAEConfig(**d)),
+                 CT_MANIFEST_FORMAT: (CTPKVAE, CTConfig.from_dict)}
 
 
 def package_version() -> str:
@@ -35,15 +41,17 @@ def shipped_weights_dir() -> Path:
     return Path(str(resources.files("vae_simulator") / "weights"))
 
 
-def save_model(model: PKVAE, folder: Path, training: dict, metrics: dict | None = None) -> tuple[Path, Path]:
+def save_model(model: PKVAE | CTPKVAE, folder: Path, training: dict,
+               metrics: dict | None = None) -> tuple[Path, Path]:
     """Write ``<drug>.safetensors`` and ``<drug>.json`` into ``folder``."""
+    fmt = CT_MANIFEST_FORMAT if isinstance(model, CTPKVAE) else MANIFEST_FORMAT
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / f"{model.cfg.drug}.safetensors"
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(weights), metadata={"format": MANIFEST_FORMAT, "drug": model.cfg.drug})
+    save_file(state, str(weights), metadata={"format": fmt, "drug": model.cfg.drug})
     manifest = {
-        "format": MANIFEST_FORMAT,
+        "format": fmt,
         "package_version": package_version(),
         "config": model.cfg.to_dict(),
         "training": training,
@@ -56,7 +64,7 @@ def save_model(model: PKVAE, folder: Path, training: dict, metrics: dict | None 
     return weights, manifest_path
 
 
-def read_manifest(path: Path) -> dict:
+def read_manifest(path: Path, expected_format: str = MANIFEST_FORMAT) -> dict:
     """Read and check a manifest file (not the weights it names)."""
     path = Path(path)
     if not path.is_file():
@@ -65,22 +73,28 @@ def read_manifest(path: Path) -> dict:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is not a valid PK-VAE manifest (not JSON: {exc})") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != expected_format:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-        raise ValueError(f"{path} is not a pkdose PK-VAE manifest: format {found!r}, expected {MANIFEST_FORMAT!r}")
+        raise ValueError(f"{path} is not a pkdose PK-VAE manifest: format {found!r}, expected {expected_format!r}")
     for key in ("config", "sha256", "weights_file"):
         if key not in manifest:
             raise ValueError(f"{path}: manifest lacks {key!r}")
     return manifest
 
 
-def load_model(manifest_path: Path, expected_drug: str | None = None) -> tuple[PKVAE, dict]:
-    """Load a PK-VAE from its manifest; returns ``(model in eval mode, manifest)``."""
+def load_model(manifest_path: Path, expected_drug: str | None = None,
+               expected_format: str = MANIFEST_FORMAT) -> tuple[PKVAE | CTPKVAE, dict]:
+    """Load a PK-VAE from its manifest; returns ``(model in eval mode, manifest)``.
+
+    ``expected_format`` picks the architecture: :data:`MANIFEST_FORMAT` (interval-grid PK-VAE)
+    or :data:`CT_MANIFEST_FORMAT` (continuous-time PK-VAE).
+    """
     manifest_path = Path(manifest_path)
-    manifest = read_manifest(manifest_path)
+    manifest = read_manifest(manifest_path, expected_format)
+    model_cls, make_config = ARCHITECTURES[expected_format]
     try:
-        cfg = VAEConfig(**manifest["config"])
-    except TypeError as exc:
+        cfg = make_config(manifest["config"])
+    except (TypeError, KeyError) as exc:
         raise ValueError(f"{manifest_path}: architecture config is incompatible with this version: {exc}") from exc
     if expected_drug is not None and cfg.drug != expected_drug:
         raise ValueError(f"{manifest_path} holds the PK-VAE of {cfg.drug!r}, not of {expected_drug!r}")
@@ -95,7 +109,7 @@ def load_model(manifest_path: Path, expected_drug: str | None = None) -> tuple[P
         state = load_file(str(weights))
     except (SafetensorError, OSError) as exc:
         raise ValueError(f"{weights} is not a readable safetensors file: {exc}") from exc
-    model = PKVAE(cfg)
+    model = model_cls(cfg)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -108,10 +122,10 @@ def load_model(manifest_path: Path, expected_drug: str | None = None) -> tuple[P
     return model, manifest
 
 
-def record_metrics(manifest_path: Path, metrics: dict) -> None:
+def record_metrics(manifest_path: Path, metrics: dict, expected_format: str = MANIFEST_FORMAT) -> None:
     """Write validation ``metrics`` into a manifest (the weights and their checksum are untouched)."""
     manifest_path = Path(manifest_path)
-    manifest = read_manifest(manifest_path)
+    manifest = read_manifest(manifest_path, expected_format)
     manifest["metrics"] = metrics
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 

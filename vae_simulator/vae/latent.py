@@ -38,13 +38,21 @@ def fit_latent_population(model: PKVAE, data: PopulationData) -> dict[str, float
     """Fit ``model.population`` on ``data`` in place; returns summary numbers for the manifest."""
     mu, sd = encode_full_profiles(model, data)
     x = model.normalizer.covariates(torch.as_tensor(data.covariates, dtype=torch.float32)).double()
+    return fit_population_moments(model.population, x, mu, sd)
+
+
+@torch.no_grad()
+def fit_population_moments(population, x: torch.Tensor, mu: torch.Tensor, sd: torch.Tensor) -> dict[str, float]:
+    """Fit a :class:`~vae_simulator.vae.model.LatentPopulation` in place from posterior means and SDs
+    ``(n, d)`` and scaled covariates ``x (n, C)`` (module docstring); returns summary numbers."""
+    x, mu, sd = x.double(), mu.double(), sd.double()
     design = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
     coef = torch.linalg.lstsq(design, mu).solution  # (C + 1, d)
     resid = mu - design @ coef
     cov = resid.T @ resid / max(len(mu) - design.shape[1], 1) + torch.diag((sd ** 2).mean(0))
-    model.population.weight.copy_(coef[:-1].T.float())
-    model.population.bias.copy_(coef[-1].float())
-    model.population.chol.copy_(torch.linalg.cholesky(cov).float())
+    population.weight.copy_(coef[:-1].T.float())
+    population.bias.copy_(coef[-1].float())
+    population.chol.copy_(torch.linalg.cholesky(cov).float())
     return {"latent_mean_norm": float(coef[-1].norm()), "latent_sd_min": float(cov.diagonal().sqrt().min()),
             "latent_sd_max": float(cov.diagonal().sqrt().max()),
             "latent_r2_on_covariates": float(1 - resid.var(0).sum() / mu.var(0).sum())}

@@ -71,17 +71,23 @@ def build_model(data: PopulationData, settings: TrainSettings) -> PKVAE:
                     max_intervals=data.doses_mg.shape[1], dose_max_mg=float(drug.dose_range_mg[1]),
                     c0_mg_l=0.5 * drug.lloq_mg_l)
     model = PKVAE(cfg)
-    norm = model.normalizer
-    log_mask = torch.tensor([c in LOG_COVARIATES for c in data.covariate_names], dtype=torch.float32)
-    cov = torch.as_tensor(data.covariates, dtype=torch.float32)
+    fit_scaling(model.normalizer, data.covariate_names, data.covariates, data.conc_obs, cfg.c0_mg_l)
+    return model
+
+
+@torch.no_grad()
+def fit_scaling(norm, covariate_names, covariates: np.ndarray, conc_obs_mg_l: np.ndarray, c0_mg_l: float) -> None:
+    """Fit a :class:`~vae_simulator.vae.model.Normalizer` in place: covariates (log for
+    :data:`LOG_COVARIATES`) and ``log(C + c0)`` standardised over the given observations."""
+    log_mask = torch.tensor([c in LOG_COVARIATES for c in covariate_names], dtype=torch.float32)
+    cov = torch.as_tensor(covariates, dtype=torch.float32)
     logged = torch.where(log_mask > 0, torch.log(cov.clamp_min(1e-6)), cov)
     norm.cov_log.copy_(log_mask)
     norm.cov_mean.copy_(logged.mean(0))
     norm.cov_std.copy_(logged.std(0).clamp_min(1e-3))
-    log_c = torch.log(torch.as_tensor(data.conc_obs, dtype=torch.float32).clamp_min(0) + cfg.c0_mg_l)
+    log_c = torch.log(torch.as_tensor(conc_obs_mg_l, dtype=torch.float32).clamp_min(0) + c0_mg_l)
     norm.y_shift.fill_(float(log_c.mean()))
     norm.y_scale.fill_(float(log_c.std().clamp_min(1e-3)))
-    return model
 
 
 def split_patients(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,136 @@
+"""The continuous-time PK-VAE: structure, likelihood, training/resume, saving, irregular data."""
+
+import numpy as np
+import pytest
+import torch
+
+from vae_simulator.irregular import (
+    INTERVAL_OPTIONS_H,
+    RegimenData,
+    irregular_schedule,
+    regimen_limits,
+    simulate_regimen_dataset,
+)
+from vae_simulator.vae.ct_model import CTPKVAE
+from vae_simulator.vae.ct_train import CTTensors, CTTrainSettings, build_ct_model, ct_view_masks, train_ct_vae
+from vae_simulator.vae.io import CT_MANIFEST_FORMAT, MANIFEST_FORMAT, load_model, save_model
+
+TINY = CTTrainSettings(epochs=2, batch_size=32, hidden=16, latent_dim=3, log_warmup_epochs=1, kl_warmup_epochs=1)
+
+
+@pytest.fixture(scope="module")
+def vanco_data() -> RegimenData:
+    return simulate_regimen_dataset("vancomycin", 240, seed=3, irregular_fraction=0.5, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(vanco_data) -> CTPKVAE:
+    torch.manual_seed(0)
+    return build_ct_model(vanco_data, TINY).eval()
+
+
+# ----------------------------------------------------------------------------- data
+def test_irregular_schedules_are_realistic_and_within_limits():
+    limits = regimen_limits("vancomycin")
+    rng = np.random.default_rng(0)
+    gaps, lengths = [], []
+    for _ in range(200):
+        times, infusion = irregular_schedule("vancomycin", rng)
+        assert times[0] == 0.0 and np.all(np.diff(times) > 0) and times[-1] < limits.horizon_h
+        assert np.all(np.diff(np.append(times, limits.horizon_h)) <= limits.max_gap_h)
+        gaps.append(np.diff(times))
+        lengths.append(infusion)
+    gaps, lengths = np.concatenate(gaps), np.concatenate(lengths)
+    # every clinical interval occurs, jittered; infusions span the allowed range
+    for tau in INTERVAL_OPTIONS_H["vancomycin"]:
+        assert np.any(np.abs(gaps - tau) <= 2.0)
+    assert np.any(np.abs(gaps - 12.0) > 0.5)  # not only exact schedules
+    assert lengths.min() >= 1.0 and lengths.max() <= 4.0 and lengths.max() - lengths.min() > 2.0
+
+
+def test_regimen_dataset_is_reproducible_and_consistent(vanco_data, tmp_path):
+    again = simulate_regimen_dataset("vancomycin", 240, seed=3, irregular_fraction=0.5, progress=False)
+    np.testing.assert_array_equal(again.conc_obs, vanco_data.conc_obs)
+    assert vanco_data.irregular.any() and (~vanco_data.irregular).any()
+    assert np.all(vanco_data.conc_true[vanco_data.obs_mask] >= 0)
+    # loading doses may exceed the usual amount but never the allowed range
+    assert vanco_data.dose_mg.max() <= 4000.0
+    vanco_data.events.check(regimen_limits("vancomycin"))
+    path = tmp_path / "r.npz"
+    vanco_data.to_npz(path)
+    np.testing.assert_array_equal(RegimenData.from_npz(path).dose_time_h, vanco_data.dose_time_h)
+    np.savez(tmp_path / "foreign.npz", x=np.zeros(3))
+    with pytest.raises(ValueError, match="not a pkdose regimen file"):
+        RegimenData.from_npz(tmp_path / "foreign.npz")
+
+
+def test_view_masks_pick_samples_that_exist(vanco_data):
+    rng = np.random.default_rng(1)
+    mask = ct_view_masks(rng, vanco_data.obs_time_h, vanco_data.obs_mask)
+    assert mask.any(axis=1).all() and not (mask & ~vanco_data.obs_mask).any()
+    counts = mask.sum(axis=1)
+    assert counts.min() == 1 and counts.max() == vanco_data.obs_mask.sum(axis=1).max()
+
+
+# ----------------------------------------------------------------------------- model structure
+def _batch(data, rows):
+    return CTTensors(data).batch(rows)
+
+
+def test_zero_before_first_dose_and_causal(tiny_model, vanco_data):
+    """Exactly 0 at and before the first dose; a later dose does not change earlier concentrations."""
+    batch = _batch(vanco_data, [0, 1])
+    batch["dose_time_h"] = batch["dose_time_h"] + 5.0  # first dose at 5 h
+    z = torch.zeros(2, TINY.latent_dim)
+    query = torch.tensor([[0.0, 2.0, 5.0, 6.0, 30.0]] * 2)
+    conc = tiny_model.predict(z, batch, query)
+    assert torch.all(conc[:, :3] == 0.0) and torch.all(conc[:, 3:] > 0.0)
+    later = dict(batch)
+    later["dose_mg"] = batch["dose_mg"].clone()
+    later["dose_mg"][:, 3:] = 0.0  # change every dose from the 4th on (given after 29 h)
+    early = torch.tensor([[6.0, 10.0, 20.0]] * 2)
+    assert float(batch["dose_time_h"][0, 3]) >= 20.0
+    torch.testing.assert_close(tiny_model.predict(z, later, early), tiny_model.predict(z, batch, early), rtol=0, atol=0)
+
+
+def test_likelihood_is_linear_scale_combined_error_with_m3(tiny_model):
+    sp, sa = (float(torch.exp(p.detach())) for p in (tiny_model.log_sigma_prop, tiny_model.log_sigma_add))
+    conc = torch.tensor([[10.0, 3.0]])
+    obs = torch.tensor([[12.0, 2.5]])
+    blq = torch.tensor([[False, True]])
+    nll = tiny_model.observation_nll(conc, obs, blq, torch.ones(1, 2))
+    sd = np.sqrt((sp * 10.0) ** 2 + sa ** 2)
+    quantified = 0.5 * np.log(2 * np.pi * sd ** 2) + 0.5 * ((12.0 - 10.0) / sd) ** 2
+    sd_c = np.sqrt((sp * 3.0) ** 2 + sa ** 2)
+    from scipy.stats import norm
+    censored = -norm.logcdf((tiny_model.cfg.lloq_mg_l - 3.0) / sd_c)
+    assert float(nll[0]) == pytest.approx(quantified + censored, rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- training, resume, io
+def test_training_learns_and_resumes_bit_for_bit(vanco_data, tmp_path):
+    torch.manual_seed(0)
+    model, summary = train_ct_vae(vanco_data, tmp_path / "a", TINY, progress=False)
+    assert summary["epochs_run"] == 2 and np.isfinite(summary["best_validation_loss"])
+    assert (tmp_path / "a" / "tb").is_dir()
+    one = CTTrainSettings(**{**vars(TINY), "epochs": 1})
+    train_ct_vae(vanco_data, tmp_path / "b", one, progress=False)  # "killed" after one epoch
+    resumed, _ = train_ct_vae(vanco_data, tmp_path / "b", TINY, resume=True, progress=False)
+    for (name, a), (_, b) in zip(model.state_dict().items(), resumed.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    other = CTTrainSettings(**{**vars(TINY), "lr": 1e-4})
+    with pytest.raises(ValueError, match="another run"):
+        train_ct_vae(vanco_data, tmp_path / "b", other, resume=True, progress=False)
+
+
+def test_save_load_round_trip_and_format_checks(tiny_model, vanco_data, tmp_path):
+    _, manifest = save_model(tiny_model, tmp_path, {"note": "test"})
+    loaded, meta = load_model(manifest, "vancomycin", CT_MANIFEST_FORMAT)
+    assert meta["format"] == CT_MANIFEST_FORMAT and loaded.cfg == tiny_model.cfg
+    batch, z = _batch(vanco_data, [0]), torch.zeros(1, TINY.latent_dim)
+    query = torch.tensor([[1.0, 7.5, 50.0]])
+    torch.testing.assert_close(loaded.predict(z, batch, query), tiny_model.predict(z, batch, query))
+    with pytest.raises(ValueError, match="expected 'pkdose-vae/1'"):
+        load_model(manifest, "vancomycin", MANIFEST_FORMAT)
+    with pytest.raises(ValueError, match="not of 'phenytoin'"):
+        load_model(manifest, "phenytoin", CT_MANIFEST_FORMAT)
