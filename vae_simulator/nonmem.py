@@ -16,7 +16,7 @@ AGE        y;  SEX: 1 / M = male, 0 / F = female;  WT: kg;  HT: cm
 SCR, CRCL  serum creatinine (mg/dL) and/or creatinine clearance (mL/min), at least one of them
 CMT        optional, ignored (one observed compartment)
 RATE, DUR  optional; when given (> 0) the infusion length AMT/RATE or DUR must be the drug's
-SS/ADDL/II optional; must be 0 or empty: write every dose as its own row
+SS/ADDL/II optional; must be 0 or empty here (:mod:`vae_simulator.nonmem_events` expands them)
 =========  ==================================================================================
 
 Missing values are empty, ``.`` or ``NA``. Other columns are refused (a misspelt covariate must
@@ -141,8 +141,12 @@ class _Row:
         return None if value is None else value == 1.0
 
 
-def read_table(path: str | Path) -> tuple[tuple[str, ...], list[_Row]]:
-    """Header and data rows of a CSV table; checks the columns (see module doc)."""
+def read_table(path: str | Path, *, require_covariates: bool = True) -> tuple[tuple[str, ...], list[_Row]]:
+    """Header and data rows of a CSV table; checks the columns (see module doc).
+
+    ``require_covariates=False`` (the event reader, :mod:`vae_simulator.nonmem_events`) needs only
+    ``ID, TIME, AMT, DV, EVID``; unknown columns are refused either way.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"monitoring table {path} does not exist")
@@ -160,13 +164,15 @@ def read_table(path: str | Path) -> tuple[tuple[str, ...], list[_Row]]:
     if unknown:
         raise ValueError(f"{path}: unknown column(s) {unknown}; known columns: {', '.join(KNOWN_COLUMNS)} "
                          f"(remove other columns so that none is misread)")
-    missing = [h for h in REQUIRED_COLUMNS + ("AGE", "SEX", "WT", "HT") if h not in header]
-    if "SCR" not in header and "CRCL" not in header:
+    covariates = ("AGE", "SEX", "WT", "HT") if require_covariates else ()
+    missing = [h for h in REQUIRED_COLUMNS + covariates if h not in header]
+    if require_covariates and "SCR" not in header and "CRCL" not in header:
         missing.append("SCR or CRCL")
     if missing:
         needs = ", ".join(f"{c} ({COVARIATE_COLUMNS[c]})" if c in COVARIATE_COLUMNS else c for c in missing)
+        also = " and the covariates AGE, SEX, WT, HT and SCR or CRCL" if require_covariates else ""
         raise ValueError(f"{path}: missing required column(s): {needs}. The PK-VAE needs every dose and "
-                         f"sample and the covariates AGE, SEX, WT, HT and SCR or CRCL")
+                         f"sample{also}")
     rows = []
     for line, fields in lines[1:]:
         if fields[0].lstrip().startswith("#"):
@@ -183,6 +189,11 @@ def read_table(path: str | Path) -> tuple[tuple[str, ...], list[_Row]]:
 def read_histories(path: str | Path, rules: DosingRules) -> list[PatientHistory]:
     """Every patient of a NONMEM-style table, in table order, checked against ``rules``."""
     header, rows = read_table(path)
+    return [_history(pid, group, header, rules) for pid, group in group_rows(rows).items()]
+
+
+def group_rows(rows: list[_Row]) -> dict[str, list[_Row]]:
+    """Each patient's rows, in table order; refuses a missing ID and interleaved patients."""
     groups: dict[str, list[_Row]] = {}
     previous = None
     for row in rows:
@@ -194,7 +205,7 @@ def read_histories(path: str | Path, rules: DosingRules) -> list[PatientHistory]
                             f"end at data row {groups[pid][-1].index}); sort the table by ID, then TIME")
         groups.setdefault(pid, []).append(row)
         previous = pid
-    return [_history(pid, group, header, rules) for pid, group in groups.items()]
+    return groups
 
 
 def _history(pid: str, rows: list[_Row], header: Sequence[str], rules: DosingRules) -> PatientHistory:
