@@ -60,6 +60,8 @@ CYCLE_DELAY_MAX_H = 168.0        # chemotherapy: a cycle delayed by up to one we
 P_SCHEDULE_CHANGE, P_MISSED_DOSE, P_EXTRA_DOSE, P_LOADING_DOSE = 0.4, 0.08, 0.3, 0.3
 LOADING_FACTOR = (1.5, 2.5)
 MIN_GAP_FRACTION = 0.25          # no two doses closer than this fraction of the shortest interval
+#: At most this many recording-grid points per dose (mycophenolate's 15-min grid is thinned to 30 min).
+MAX_GRID_PER_DOSE = 24
 
 
 def regimen_limits(drug: str) -> EventLimits:
@@ -176,7 +178,9 @@ def observation_times(model: DrugModel, dose_times_h: np.ndarray, infusion_h: np
     infusion end and one random time; sorted, unique, within ``(first dose, horizon]``."""
     ends = np.append(dose_times_h[1:], horizon_h)
     gaps = ends - dose_times_h
-    scaled = dose_times_h[:, None] + gaps[:, None] * (np.asarray(model.interval_grid_h) / model.interval_h)[None, :]
+    grid = np.asarray(model.interval_grid_h)
+    grid = grid[::-1][::-(-grid.size // MAX_GRID_PER_DOSE)][::-1]  # every k-th point, keeping the last
+    scaled = dose_times_h[:, None] + gaps[:, None] * (grid / model.interval_h)[None, :]
     extra = np.stack([dose_times_h + np.minimum(infusion_h, gaps), dose_times_h + rng.uniform(0, gaps)], axis=1)
     t = np.unique(np.round(np.concatenate([scaled.ravel(), extra.ravel()]), 6))
     return t[(t > dose_times_h[0]) & (t <= horizon_h)]

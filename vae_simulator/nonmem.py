@@ -192,6 +192,13 @@ def read_histories(path: str | Path, rules: DosingRules) -> list[PatientHistory]
     return [_history(pid, group, header, rules) for pid, group in group_rows(rows).items()]
 
 
+def read_covariates(path: str | Path) -> dict[str, np.ndarray]:
+    """Each patient's most recent covariates ``(C,)`` in :data:`COVARIATE_NAMES` order, by ID, in table
+    order (the rules of the module docstring); for readers that take doses and samples elsewhere."""
+    header, rows = read_table(path)
+    return {pid: _covariates(pid, group, header) for pid, group in group_rows(rows).items()}
+
+
 def group_rows(rows: list[_Row]) -> dict[str, list[_Row]]:
     """Each patient's rows, in table order; refuses a missing ID and interleaved patients."""
     groups: dict[str, list[_Row]] = {}

@@ -51,11 +51,11 @@ def ct_shipped_dir() -> Path:
 class CTTrainSettings:
     """Optimisation settings (defaults sized for 4,000 patients in minutes on 2 CPU cores)."""
 
-    epochs: int = 40
+    epochs: int = 60
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-5
-    patience: int = 6
+    patience: int = 8
     validation_fraction: float = 0.1
     kl_warmup_epochs: int = 8
     log_warmup_epochs: int = 2

@@ -1,0 +1,122 @@
+"""Event-driven simulators: the CT PK-VAE stepped one dose at a time, and the exact ground truth."""
+
+import numpy as np
+import pytest
+import torch
+
+from vae_simulator.ct_simulator import CTPatientSimulator, EventSimulator, GroundTruthEventSimulator
+from vae_simulator.events import DosingEvents
+from vae_simulator.irregular import simulate_regimen_dataset
+from vae_simulator.vae.ct_train import CTTrainSettings, build_ct_model
+
+
+@pytest.fixture(scope="module")
+def ct_sim() -> CTPatientSimulator:
+    torch.manual_seed(1)
+    data = simulate_regimen_dataset("vancomycin", 100, seed=5, progress=False)
+    model = build_ct_model(data, CTTrainSettings(hidden=16, latent_dim=3))
+    return CTPatientSimulator(model)
+
+
+HISTORY = [(0.0, [2000.0, 1500.0, 1000.0], [2.0, 1.5, 1.0]), (8.0, [1000.0, 0.0, 1250.0], [1.0, 1.0, 1.0]),
+           (20.5, [1000.0, 1000.0, 0.0], [1.0, 3.0, 1.0])]
+
+
+def _step_through(sim, patients, history, query_after):
+    state = sim.start(patients)
+    for t, amounts, lengths in history:
+        state = sim.give_doses(state, np.full(3, t), np.array(amounts), np.array(lengths))
+    return sim.concentrations(state, query_after)
+
+
+def _as_events(history):
+    per_patient = [([], [], []) for _ in range(3)]
+    for t, amounts, lengths in history:
+        for i in range(3):
+            if amounts[i] > 0:  # 0 mg means no dose
+                per_patient[i][0].append(t)
+                per_patient[i][1].append(amounts[i])
+                per_patient[i][2].append(lengths[i])
+    return DosingEvents.from_lists(*zip(*per_patient))
+
+
+@pytest.mark.parametrize("make", ["ct", "truth"])
+def test_both_simulators_implement_the_protocol(make, ct_sim):
+    sim = ct_sim if make == "ct" else GroundTruthEventSimulator("vancomycin")
+    assert isinstance(sim, EventSimulator)
+    patients = sim.sample_patients(3, np.random.default_rng(0))
+    conc = _step_through(sim, patients, HISTORY, np.array([[21.0, 30.0, 40.0]] * 3))
+    assert conc.shape == (3, 3) and np.all(np.isfinite(conc)) and np.all(conc > 0)
+    obs, blq = sim.observe(conc, np.random.default_rng(1))
+    assert obs.shape == conc.shape and np.all(obs >= 0) and np.all(obs[blq] == 0.5 * sim.lloq_mg_l)
+
+
+def test_stepping_equals_the_decoder_over_the_whole_history(ct_sim):
+    patients = ct_sim.sample_patients(3, np.random.default_rng(2))
+    query = np.array([[21.0, 25.5, 44.0]] * 3)
+    stepped = _step_through(ct_sim, patients, HISTORY, query)
+    events = _as_events(HISTORY)
+    model = ct_sim.model
+    batch = {"cov": torch.as_tensor(patients.covariates, dtype=torch.float32),
+             "dose_time_h": torch.as_tensor(events.times_h, dtype=torch.float32),
+             "dose_mg": torch.as_tensor(events.amounts_mg, dtype=torch.float32),
+             "infusion_h": torch.as_tensor(events.infusion_h, dtype=torch.float32)}
+    with torch.no_grad():
+        whole = model.predict(torch.as_tensor(patients.hidden, dtype=torch.float32), batch,
+                              torch.as_tensor(query, dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(stepped, whole, rtol=1e-5)
+
+
+def test_ground_truth_equals_simulate_regimen():
+    sim = GroundTruthEventSimulator("vancomycin")
+    patients = sim.sample_patients(3, np.random.default_rng(3))
+    query = np.array([[21.0, 30.0, 44.0]] * 3)
+    stepped = _step_through(sim, patients, HISTORY, query)
+    events = _as_events(HISTORY)
+    truth = sim.truth
+    for i in range(3):
+        m = events.mask[i]
+        params = {p: patients.hidden[i:i + 1, j] for j, p in enumerate(truth.parameter_names)}
+        exact = truth.simulate_regimen(params, events.amounts_mg[i:i + 1, m], events.times_h[i, m], query[i],
+                                       events.infusion_h[i, m])
+        np.testing.assert_allclose(stepped[i], exact[0], rtol=1e-12)
+
+
+def test_zero_before_any_dose(ct_sim):
+    patients = ct_sim.sample_patients(2, np.random.default_rng(4))
+    state = ct_sim.start(patients)
+    np.testing.assert_array_equal(ct_sim.concentrations(state, np.array([[0.0, 5.0]] * 2)), 0.0)
+
+
+@pytest.mark.parametrize(("dose", "message"), [
+    ((5.0, 5000.0, 1.0), r"dose 5000 mg is outside \[0, 4000\] mg"),
+    ((5.0, 1000.0, 9.0), r"infusion length 9 h is outside \[1, 4\] h"),
+    ((1.0, 1000.0, 1.0), "before the last dose at 2 h"),
+    ((200.0, 1000.0, 1.0), "more than the longest gap"),
+    ((np.nan, 1000.0, 1.0), "finite"),
+])
+def test_bad_doses_are_refused(ct_sim, dose, message):
+    for sim in (ct_sim, GroundTruthEventSimulator("vancomycin")):
+        state = sim.give_doses(sim.start(sim.sample_patients(1, np.random.default_rng(0))), np.array([2.0]),
+                               np.array([1000.0]), np.array([1.0]))
+        with pytest.raises(ValueError, match=message):
+            sim.give_doses(state, *(np.array([v]) for v in dose))
+
+
+def test_bad_times_and_latents_are_refused(ct_sim):
+    patients = ct_sim.sample_patients(1, np.random.default_rng(0))
+    state = ct_sim.give_doses(ct_sim.start(patients), np.array([10.0]), np.array([1000.0]), np.array([1.0]))
+    with pytest.raises(ValueError, match="before the patient's last dose"):
+        ct_sim.concentrations(state, np.array([[5.0]]))
+    with pytest.raises(ValueError, match="beyond the trained horizon"):
+        ct_sim.concentrations(state, np.array([[10.0 + ct_sim.limits.horizon_h + 1.0]]))
+    with pytest.raises(ValueError, match=r"shape \(1, T\)"):
+        ct_sim.concentrations(state, np.array([12.0]))
+    d = ct_sim.model.cfg.latent_dim
+    with pytest.raises(ValueError, match="outside the fitted population's range"):
+        ct_sim.make_patients(patients.covariates, np.full((1, d), 1e6))
+    with pytest.raises(ValueError, match="z"):
+        ct_sim.make_patients(patients.covariates, np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="outside"):
+        ct_sim.make_patients(patients.covariates, np.full((1, d), np.nan))
+    assert len(ct_sim.make_patients(patients.covariates, patients.hidden)) == 1
