@@ -14,7 +14,7 @@ import numpy as np
 from gymnasium import logger, spaces
 
 from vae_simulator.covariates import COVARIATE_NAMES, PHYSIOLOGICAL_RANGES
-from vae_simulator.simulator import DecoderStepper, PKSimulator
+from vae_simulator.interface import PatientSimulator, PatientStepper
 
 LN2 = float(np.log(2.0))
 
@@ -249,25 +249,26 @@ def batched_options(options: dict, n: int) -> bool:
 DECODER_DTYPE = np.float32
 
 
-def batch_invariant(sim: PKSimulator, sigma_index=None) -> DecoderStepper:
-    """The decoder of ``sim`` as the environments step it: per-patient results bit-identical in any batch.
+def batch_invariant(sim: PatientSimulator, sigma_index=None) -> PatientStepper:
+    """``sim`` as the environments step it (its ``stepper``): per-patient results bit-identical in any batch.
 
     The vector environments step N patients in one call and promise exactly the trajectories of N
-    single environments; that needs this. ``sigma_index``: the grid points whose log-sigma a step
-    returns (all by default). ``sim`` is left untouched.
+    single environments; that needs this (decoders; the ground-truth ODE solver batches patients,
+    see :mod:`vae_simulator.groundtruth_simulator`). ``sigma_index``: the grid points whose
+    log-sigma a step returns (all by default). ``sim`` is left untouched.
     """
-    return DecoderStepper(sim, sigma_index=sigma_index, dtype=DECODER_DTYPE)
+    return sim.stepper(sigma_index=sigma_index, dtype=DECODER_DTYPE)
 
 
 class ReplayNormals:
-    """Stands in for a Generator in :meth:`PKSimulator.observe`: hands out normals drawn at reset."""
+    """Stands in for a Generator in :meth:`PatientSimulator.observe`: hands out normals drawn at reset."""
 
     def __init__(self, normals: np.ndarray):
         self.normals = normals
 
-    def standard_normal(self, shape) -> np.ndarray:
-        if tuple(np.atleast_1d(shape)) != self.normals.shape:
-            raise ValueError(f"pre-drawn normals have shape {self.normals.shape}, asked for {shape}")
+    def standard_normal(self, size) -> np.ndarray:
+        if tuple(np.atleast_1d(size)) != self.normals.shape:
+            raise ValueError(f"pre-drawn normals have shape {self.normals.shape}, asked for {size}")
         return self.normals
 
 

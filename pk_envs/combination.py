@@ -34,7 +34,8 @@ class PaclitaxelCarboplatinEnv(TaskEnv):
     longest diameters (SLD) by a Claret 2009 growth-inhibition model, both with
     inter-individual variability and calibrated to published grade 3-4 neutropenia and
     response rates (see those modules). `simulators="groundtruth"` runs the mechanistic PK
-    models instead of the decoders (:mod:`pk_envs.combination_groundtruth`).
+    models instead of the decoders (:mod:`vae_simulator.groundtruth_simulator`; both implement
+    :class:`vae_simulator.interface.PatientSimulator`).
 
     ## Action Space
 
@@ -116,7 +117,9 @@ class PaclitaxelCarboplatinEnv(TaskEnv):
     rate, chemosensitivity) and the normals of every ANC measurement of the episode; a step
     draws nothing, so a seed fixes the whole episode for any actions. `reset(options=...)` pins
     `covariates` (COVARIATE_NAMES order, validated), `z_paclitaxel` and/or `z_carboplatin`
-    without changing the other draws. The patient starts untreated: neutrophils at their
+    without changing the other draws; a pinned latent must have shape `(d,)` of its simulator,
+    be finite and lie within its fitted population (`latent_bounds()`, mean +- 6 SD per
+    dimension), else reset raises a ValueError giving the value and the allowed range. The patient starts untreated: neutrophils at their
     steady state, the tumour at its baseline size.
 
     ## Episode End
@@ -149,7 +152,7 @@ class PaclitaxelCarboplatinEnv(TaskEnv):
 
     | Parameter | Type | Default | Description |
     |---|---|---|---|
-    | `simulators` | **None, "groundtruth" or (PKSimulator, PKSimulator)** | `None` | `None`: the shipped PK-VAEs of paclitaxel and carboplatin; `"groundtruth"`: the mechanistic PK models; or a pair (paclitaxel, carboplatin) of simulators stepping 504-h cycles |
+    | `simulators` | **None, "groundtruth" or (PatientSimulator, PatientSimulator)** | `None` | `None`: the shipped PK-VAEs of paclitaxel and carboplatin; `"groundtruth"`: the mechanistic PK models; or a pair (paclitaxel, carboplatin) of simulators (`vae_simulator.interface.PatientSimulator`) stepping 504-h cycles |
     | `discrete` | **bool** | `False` | 25 dose-level combinations instead of continuous doses |
     | `vector_reward` | **bool** | `False` | return `[response, -toxicity]` (MO-Gymnasium) |
     | `reward_weights` | **(float, float)** | `(1, 1)` | weights of response and toxicity in the scalar reward (>= 0, not both 0) |

@@ -29,7 +29,6 @@ from pk_envs._common import (
     covariate_bounds,
     scaled_covariates,
 )
-from pk_envs.combination_groundtruth import GroundTruthCycleSimulator, GroundTruthStepper
 from vae_simulator.covariates import COVARIATE_NAMES, Covariates, draw_covariate_row
 from vae_simulator.exposure import auc_per_interval, time_above
 from vae_simulator.groundtruth.carboplatin import (
@@ -49,6 +48,8 @@ from vae_simulator.groundtruth.pd import (
     tumour,
 )
 from vae_simulator.groundtruth.pd.grading import neutropenia_grade, recist_status
+from vae_simulator.groundtruth_simulator import GroundTruthCycleSimulator
+from vae_simulator.interface import PatientSimulator
 from vae_simulator.simulator import PKSimulator
 
 CYCLE_H = 504.0
@@ -186,18 +187,19 @@ def load_simulator(drug: str) -> PKSimulator:
     return PKSimulator.from_pretrained(drug)
 
 
-def resolve_simulators(simulators) -> tuple[PKSimulator, PKSimulator]:
+def resolve_simulators(simulators) -> tuple[PatientSimulator, PatientSimulator]:
     """``None`` (shipped PK-VAEs), ``"groundtruth"`` or a pair ``(paclitaxel, carboplatin)`` of simulators."""
     if simulators is None:
         return load_simulator("paclitaxel"), load_simulator("carboplatin")
     if isinstance(simulators, str):
         if simulators != "groundtruth":
             raise ValueError(f"simulators must be None (shipped PK-VAEs), 'groundtruth' or a pair of "
-                             f"PKSimulators (paclitaxel, carboplatin), got {simulators!r}")
+                             f"PatientSimulators (paclitaxel, carboplatin), got {simulators!r}")
         return GroundTruthCycleSimulator("paclitaxel"), GroundTruthCycleSimulator("carboplatin")
     pair = tuple(simulators) if isinstance(simulators, (tuple, list)) else ()
-    if len(pair) != 2 or not all(isinstance(s, PKSimulator) for s in pair):
-        raise ValueError(f"simulators must be a pair (paclitaxel, carboplatin) of PKSimulators, got {simulators!r}")
+    if len(pair) != 2 or not all(isinstance(s, PatientSimulator) for s in pair):
+        raise ValueError(f"simulators must be a pair (paclitaxel, carboplatin) of PatientSimulators "
+                         f"(vae_simulator.interface), got {simulators!r}")
     for drug, sim in zip(DRUGS, pair):
         if abs(sim.interval_h - CYCLE_H) > 1e-9:
             raise ValueError(f"the {drug} simulator ({sim.drug}) steps {sim.interval_h:g}-h intervals; the "
@@ -235,7 +237,7 @@ class Cohort:
     clip_count: np.ndarray      # (N,)
     anc_course: np.ndarray      # (N, K, T) true ANC on the PD grid (for render)
     sld_course: np.ndarray      # (N, K, T) true SLD (mm)
-    decoder_constants: tuple    # per drug: each patient's fixed PK inputs (DecoderStepper / GroundTruthStepper.start)
+    decoder_constants: tuple    # per drug: each patient's fixed PK inputs (PatientStepper.start)
     mg_per_unit: np.ndarray     # (N, 2) mg per unit of action dose: BSA (m2) and Calvert mg per AUC unit
 
 
@@ -247,9 +249,8 @@ class CombinationTask:
                  noise_scale: float = 1.0, iiv_scale: float = 1.0, interaction: float | None = None):
         pac, carbo = resolve_simulators(simulators)
         self.sims = (pac, carbo)
-        # decoders step through the batch-invariant fast path (log-sigma not needed), ground truths as they are
-        self.steppers = tuple(batch_invariant(s, sigma_index=[]) if s.decoder is not None else GroundTruthStepper(s)
-                              for s in self.sims)
+        # every simulator steps through its fast path (log-sigma not needed)
+        self.steppers = tuple(batch_invariant(s, sigma_index=[]) for s in self.sims)
         self.vector_reward = bool(vector_reward)
         try:
             weights = np.asarray(reward_weights, dtype=float)
@@ -259,7 +260,7 @@ class CombinationTask:
             raise ValueError(f"reward_weights must be 2 finite numbers >= 0, not both 0 (response, toxicity), "
                              f"got {reward_weights!r}")
         self.reward_weights = weights
-        trained = min(int(s.cfg.max_intervals) for s in self.sims)
+        trained = min(int(s.max_intervals) for s in self.sims)
         self.n_cycles = check_int_in("n_cycles", n_cycles, 1, trained)
         self.assessment_every = check_int_in("assessment_every", assessment_every, 1, self.n_cycles)
         self.noise_scale = check_finite_at_least("noise_scale", noise_scale)
@@ -272,9 +273,7 @@ class CombinationTask:
         union = np.union1d([0.0], np.union1d(*(s.grid_h for s in self.sims)))
         self.pk_times_h = union
         self.pd_times_h = refine_grid(union, np.zeros((1, union.size)), max_gap_h=6.0)[0]
-        probe = Covariates.from_array(np.array([[56.0, 0, 70, 168, 1.8, 0.8, 90]]))
-        self.hidden = [int(s.initial_state(s.make_patients(probe.as_array(), np.zeros((1, s.latent_dim)))).shape[1])
-                       for s in self.sims]
+        self.hidden = [int(s.state_size) for s in self.sims]
         cov_low, cov_high = covariate_bounds()
         extra_high = [ANC_CAP_E9_L] * 3 + [SLD_CAP_CM, SIZE_RATIO_CAP, 1.0, 1.0, 1.0, 1.0, 1.0]
         self.observation_space = spaces.Box(np.concatenate([cov_low, np.zeros(len(extra_high))]).astype(np.float32),
@@ -307,12 +306,13 @@ class CombinationTask:
             draws["covariates"] = np.asarray(options["covariates"], dtype=float).reshape(-1)
         for key, sim in zip(("z_paclitaxel", "z_carboplatin"), self.sims):
             if key in pinned:
-                draws[key] = np.asarray(options[key], dtype=float).reshape(-1)
+                draws[key] = np.asarray(options[key], dtype=float)  # exactly (latent_dim,): checked below
             else:  # the decoder's latent population given this patient's covariates
                 draws[key] = population_latent(sim, draws["covariates"], draws[key], self.iiv_scale)
         if pinned:
-            for key, sim in zip(("z_paclitaxel", "z_carboplatin"), self.sims):  # validates shapes and ranges
-                sim.make_patients(draws["covariates"][None, :], draws[key][None, :])
+            for key, sim in zip(("z_paclitaxel", "z_carboplatin"), self.sims):
+                # shapes, covariate ranges; a pinned z also within the fitted population (latent_bounds)
+                draws[key] = sim.make_patients(draws["covariates"], draws[key], check_range=key in pinned).z[0]
         return draws
 
     def new_cohort(self, n: int) -> Cohort:
@@ -448,7 +448,7 @@ class CombinationTask:
                 "clip_count": c.clip_count[rows]}
 
 
-def population_latent(sim, covariates: np.ndarray, normals: np.ndarray, iiv_scale: float) -> np.ndarray:
+def population_latent(sim: PatientSimulator, covariates: np.ndarray, normals: np.ndarray, iiv_scale: float) -> np.ndarray:
     """A patient's latent from standard normals: the simulator's latent population given the
-    covariates, as :meth:`PKSimulator.sample_patients` draws it."""
+    covariates, as :meth:`PatientSimulator.sample_patients` draws it."""
     return sim.typical_latent(covariates[None, :])[0] + iiv_scale * sim.latent_chol @ normals

@@ -8,7 +8,7 @@ import numpy as np
 
 from pk_envs.single_drug_core import SingleDrugTask
 from pk_envs.task_env import TaskEnv
-from vae_simulator.simulator import PKSimulator
+from vae_simulator.interface import PatientSimulator
 
 
 class SingleDrugEnv(TaskEnv):
@@ -32,7 +32,7 @@ class SingleDrugEnv(TaskEnv):
     | pembrolizumab | 504 h | 8 | trough 4.8-113 mg/L | 0-400 mg (100) | none |
 
     Targets and sources: the drug's ``ExposureTarget`` in ``vae_simulator.groundtruth``. Courses
-    never exceed the decoder's training horizon (``sim.cfg.max_intervals``), beyond which it is
+    never exceed the decoder's training horizon (``sim.max_intervals``), beyond which it is
     not trusted.
 
     ## Action Space
@@ -102,6 +102,9 @@ class SingleDrugEnv(TaskEnv):
     order, every random number of the episode: assay normals, missing-sample uniforms and event
     uniforms. `reset(options={"covariates": c, "z": z})` pins the patient (either or both;
     covariates in `COVARIATE_NAMES` order, validated); pinning leaves the noise draws unchanged.
+    A pinned `z` must have shape `(d,)` (`(num_envs, d)` in the vector env, one row each), be
+    finite and lie within the fitted latent population (`sim.latent_bounds()`: mean +- 6 SD per
+    dimension); otherwise reset raises a ValueError giving the value and the allowed range.
     No dose has been given: dose and assay entries are 0, missing flags 1.
 
     ## Episode End
@@ -130,7 +133,7 @@ class SingleDrugEnv(TaskEnv):
     | Parameter | Type | Default | Description |
     |---|---|---|---|
     | `drug` | **str** | `"vancomycin"` | one of `SINGLE_DRUGS`, its shipped PK-VAE is loaded (default: the simulator's) |
-    | `simulator` | **PKSimulator** | `None` | use this simulator instead of the shipped one |
+    | `simulator` | **PatientSimulator** | `None` | use this simulator (`vae_simulator.interface.PatientSimulator`, e.g. a `PKSimulator`) instead of the shipped one |
     | `discrete` | **bool** | `False` | discrete dose levels instead of a continuous dose |
     | `vector_reward` | **bool** | `False` | return `[efficacy, -toxicity]` (MO-Gymnasium) |
     | `reward_weights` | **(float, float)** | `(1, 1)` | weights of efficacy and toxicity in the scalar reward |
@@ -161,7 +164,7 @@ class SingleDrugEnv(TaskEnv):
 
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 4}
 
-    def __init__(self, drug: str | None = None, *, simulator: PKSimulator | None = None,
+    def __init__(self, drug: str | None = None, *, simulator: PatientSimulator | None = None,
                  discrete: bool = False, vector_reward: bool = False, reward_weights=(1.0, 1.0),
                  full_observation: bool = False, noise_scale: float = 1.0, missing_prob: float = 0.0,
                  iiv_scale: float = 1.0, n_intervals: int | None = None, dose_history: int = 4,

@@ -35,6 +35,7 @@ from pk_envs._common import (
 from vae_simulator.covariates import Covariates
 from vae_simulator.exposure import IntervalExposure
 from vae_simulator.groundtruth import SINGLE_DRUGS
+from vae_simulator.interface import PatientSimulator
 from vae_simulator.simulator import PKSimulator
 
 #: Vancomycin-associated acute kidney injury over a 10-day course vs AUC24 (mg*h/L): our own
@@ -77,12 +78,12 @@ SPECS: dict[str, DrugSpec] = {
 }
 
 
-def spec_for(sim: PKSimulator) -> DrugSpec:
+def spec_for(sim: PatientSimulator) -> DrugSpec:
     """The drug's settings; a drug without an entry gets the simulator's range, 9 levels, no event."""
     if sim.drug in SPECS:
         return SPECS[sim.drug]
     hi = sim.dose_range_mg[1]
-    return DrugSpec(sim.drug.title(), hi, hi / 8.0, int(sim.cfg.max_intervals))
+    return DrugSpec(sim.drug.title(), hi, hi / 8.0, int(sim.max_intervals))
 
 
 @cache
@@ -130,7 +131,7 @@ class SingleDrugTask:
     #: info keys about the patient, reported at reset and every step
     PATIENT_KEYS = ("covariates", "z", "interval", "standard_dose_mg", "clip_count")
 
-    def __init__(self, drug: str | None = None, *, simulator: PKSimulator | None = None, discrete: bool = False,
+    def __init__(self, drug: str | None = None, *, simulator: PatientSimulator | None = None, discrete: bool = False,
                  vector_reward: bool = False, reward_weights=(1.0, 1.0), full_observation: bool = False,
                  noise_scale: float = 1.0, missing_prob: float = 0.0, iiv_scale: float = 1.0,
                  n_intervals: int | None = None, dose_history: int = 4):
@@ -138,8 +139,9 @@ class SingleDrugTask:
             if drug is None:
                 raise ValueError(f"give a drug (one of {', '.join(SINGLE_DRUGS)}) or a simulator")
             simulator = load_simulator(drug)
-        elif not isinstance(simulator, PKSimulator):
-            raise ValueError(f"simulator must be a PKSimulator, got {type(simulator).__name__}")
+        elif not isinstance(simulator, PatientSimulator):
+            raise ValueError(f"simulator must be a PKSimulator or another PatientSimulator "
+                             f"(vae_simulator.interface), got {type(simulator).__name__}")
         elif drug is not None and drug != simulator.drug:
             raise ValueError(f"drug {drug!r} does not match the simulator's drug {simulator.drug!r}")
         self.sim = simulator
@@ -154,7 +156,7 @@ class SingleDrugTask:
             raise ValueError(f"reward_weights must be 2 finite numbers >= 0, not both 0 (efficacy, toxicity), "
                              f"got {reward_weights!r}")
         self.reward_weights = weights
-        trained = int(self.sim.cfg.max_intervals)
+        trained = int(self.sim.max_intervals)
         default = min(self.spec.course_intervals, trained)
         self.horizon = default if n_intervals is None else check_int_in("n_intervals", n_intervals, 1, trained)
 
@@ -219,10 +221,12 @@ class SingleDrugTask:
                  "normals": rng.standard_normal((self.horizon, m)), "missing_u": rng.random((self.horizon, m)),
                  "event_u": rng.random(self.horizon)}
         pinned = [key for key in ("covariates", "z") if options.get(key) is not None]
-        for key in pinned:
-            draws[key] = np.asarray(options[key], dtype=float).reshape(-1)
-        if pinned:
-            patient = self.sim.make_patients(draws["covariates"][None, :], draws["z"][None, :])  # validates
+        if "covariates" in pinned:
+            draws["covariates"] = np.asarray(options["covariates"], dtype=float).reshape(-1)
+        if "z" in pinned:
+            draws["z"] = np.asarray(options["z"], dtype=float)  # exactly (latent_dim,): checked below
+        if pinned:  # validates covariates, z's shape and finiteness and a pinned z's range (latent_bounds)
+            patient = self.sim.make_patients(draws["covariates"], draws["z"], check_range="z" in pinned)
             draws["covariates"], draws["z"] = patient.covariates[0], patient.z[0]
         return draws
 

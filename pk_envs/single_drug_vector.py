@@ -13,7 +13,7 @@ from gymnasium.vector import AutoresetMode
 
 from pk_envs.single_drug_core import SingleDrugTask
 from pk_envs.task_vector import TaskVectorEnv
-from vae_simulator.simulator import PKSimulator
+from vae_simulator.interface import PatientSimulator
 
 
 class SingleDrugVectorEnv(TaskVectorEnv):
@@ -25,7 +25,7 @@ class SingleDrugVectorEnv(TaskVectorEnv):
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 4,
                                 "autoreset_mode": AutoresetMode.NEXT_STEP}
 
-    def __init__(self, num_envs: int = 1, drug: str | None = None, *, simulator: PKSimulator | None = None,
+    def __init__(self, num_envs: int = 1, drug: str | None = None, *, simulator: PatientSimulator | None = None,
                  max_episode_steps: int | None = None, render_mode: str | None = None,
                  autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP, **task_kwargs):
         if simulator is None and drug is None:

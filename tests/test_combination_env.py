@@ -30,12 +30,12 @@ from pk_envs.combination_core import (
     REWARD_LOW,
     combination_objectives,
 )
-from pk_envs.combination_groundtruth import GroundTruthCycleSimulator
 from pk_envs.combination_registration import register_combination_envs
 from pk_envs.combination_vector import PaclitaxelCarboplatinVectorEnv
 from pk_envs.single_drug_core import has_shipped_weights
 from vae_simulator import groundtruth
 from vae_simulator.covariates import Covariates
+from vae_simulator.groundtruth_simulator import GroundTruthCycleSimulator
 from vae_simulator.population import simulate_dataset
 from vae_simulator.simulator import DecoderStepper, PKSimulator
 from vae_simulator.vae.train import TrainSettings, build_model
@@ -323,7 +323,7 @@ def test_invalid_simulators_and_options(toy_sims, toy_registered):
     env = PaclitaxelCarboplatinEnv(toy_sims)
     with pytest.raises(ValueError, match="unknown reset option"):
         env.reset(seed=0, options={"z": np.zeros(3)})
-    with pytest.raises(ValueError, match=r"latent z must have shape \(1, 3\)"):
+    with pytest.raises(ValueError, match=r"latent z must have shape \(3,\)"):
         env.reset(seed=0, options={"z_carboplatin": np.zeros(4)})
     with pytest.raises(ValueError, match="covariate WT=10 kg"):
         env.reset(seed=0, options={"covariates": [50, 1, 10, 170, 1.8, 1.0, 90]})

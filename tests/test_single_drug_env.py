@@ -315,7 +315,7 @@ def test_bad_actions_and_options_raise_and_out_of_range_actions_are_clipped(toy_
     assert discrete.dose_to_action(1100.0) == 4 and env.dose_to_action(500.0)[0] == pytest.approx(-0.5)
 
     for options, message in [({"weight": 70}, r"unknown reset option\(s\) \['weight'\]"),
-                             ({"z": [0.0, 0.0]}, r"latent z must have shape \(1, 3\)"),
+                             ({"z": [0.0, 0.0]}, r"latent z must have shape \(3,\)"),
                              ({"covariates": [50, 1, 70, 175, 1.85, 1.0, 900]}, "CRCL=900")]:
         with pytest.raises(ValueError, match=message):
             env.reset(seed=0, options=options)

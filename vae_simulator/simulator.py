@@ -10,7 +10,9 @@ dosing interval at a time for a batch of patients, carrying each patient's state
     conc, log_sigma, state = sim.step(state, patients, doses_mg)   # (64, G) mg/L on sim.grid_h
     observed = sim.observe(conc, log_sigma, rng)     # noisy assay results, mg/L
 
-Doses outside the range the decoder was trained on are refused, not extrapolated.
+Doses outside the range the decoder was trained on are refused, not extrapolated, and so are
+pinned latents outside the fitted population (:meth:`PKSimulator.latent_bounds`). The simulator
+implements :class:`vae_simulator.interface.PatientSimulator`, the contract with the environments.
 
 That is the reference path. The environments step :class:`DecoderStepper`, the same function
 reorganised for speed (per-patient inputs projected once per episode, float32 network,
@@ -21,13 +23,16 @@ reference within float rounding (``tests/test_fast_paths.py``).
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import numpy as np
 
 from vae_simulator.covariates import COVARIATE_NAMES, Covariates, draw_covariate_row
 from vae_simulator.groundtruth import get_model
 from vae_simulator.groundtruth.base import ExposureTarget
+from vae_simulator.interface import LATENT_RANGE_SD, NormalSource, Patients, check_patients
+
+#: The reference cohort of :meth:`PKSimulator.latent_bounds`: this many adults, drawn with this seed.
+REFERENCE_PATIENTS, REFERENCE_SEED = 4096, 20240
 
 
 def _silu(x: np.ndarray) -> np.ndarray:
@@ -227,19 +232,9 @@ class DecoderStepper:
         return h, out
 
 
-@dataclass(frozen=True)
-class Patients:
-    """A batch of virtual patients: covariates ``(n, C)`` in :data:`COVARIATE_NAMES` order, latent ``(n, d)``."""
-
-    covariates: np.ndarray
-    z: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.z.shape[0])
-
-
 class PKSimulator:
-    """Batched, stateful patient simulator on a trained PK-VAE decoder (see module doc)."""
+    """Batched, stateful patient simulator on a trained PK-VAE decoder (see module doc); a
+    :class:`~vae_simulator.interface.PatientSimulator`."""
 
     def __init__(self, model, manifest: dict | None = None):
         self.decoder = NumpyDecoder(model)
@@ -266,6 +261,11 @@ class PKSimulator:
         model, manifest = load_pretrained(drug)
         return cls(model, manifest)
 
+    @property
+    def max_intervals(self) -> int:
+        """The decoder's training horizon: intervals a patient may be stepped."""
+        return int(self.cfg.max_intervals)
+
     def typical_latent(self, covariates: np.ndarray) -> np.ndarray:
         """The population-typical latent of patients with these covariates, ``(n, d)``."""
         return self.decoder.scale_covariates(np.atleast_2d(covariates)) @ self.latent_weight.T + self.latent_bias
@@ -284,16 +284,37 @@ class PKSimulator:
         eps = rng.standard_normal((n, self.latent_dim))
         return Patients(covariates=cov, z=self.typical_latent(cov) + iiv_scale * eps @ self.latent_chol.T)
 
-    def make_patients(self, covariates: np.ndarray, z: np.ndarray) -> Patients:
-        """Pinned patients; checks shapes and physiological covariate ranges."""
-        covariates = np.atleast_2d(np.asarray(covariates, dtype=float))
-        z = np.atleast_2d(np.asarray(z, dtype=float))
-        Covariates.from_array(covariates)  # validates ranges, names the bad value
-        if z.shape != (covariates.shape[0], self.latent_dim):
-            raise ValueError(f"latent z must have shape ({covariates.shape[0]}, {self.latent_dim}), got {z.shape}")
-        if not np.all(np.isfinite(z)):
-            raise ValueError("latent z must be finite")
-        return Patients(covariates=covariates, z=z)
+    def latent_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(d,)`` lowest and highest latent :meth:`make_patients` accepts: the fitted population's
+        mean +- :data:`~vae_simulator.interface.LATENT_RANGE_SD` SDs in each dimension.
+
+        The population is ``typical_latent(x) + L e`` over the covariates ``x`` of a fixed adult
+        cohort (:data:`REFERENCE_PATIENTS`, :data:`REFERENCE_SEED`): variance of the typical latents
+        plus ``diag(L L^T)``. Not conditional on a patient's covariates on purpose: the fitted
+        regression is ill-conditioned (BSA is a function of weight and height), so covariates off
+        the Du Bois relation give typical latents far from every patient the decoder was trained on.
+        """
+        return self._latent_bounds
+
+    @functools.cached_property
+    def _latent_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        reference = Covariates.sample(REFERENCE_PATIENTS, np.random.default_rng(REFERENCE_SEED)).as_array()
+        typical = self.typical_latent(reference)
+        sd = np.sqrt(typical.var(axis=0) + np.sum(self.latent_chol ** 2, axis=1))
+        mean = typical.mean(axis=0)
+        low, high = mean - LATENT_RANGE_SD * sd, mean + LATENT_RANGE_SD * sd
+        low.setflags(write=False)
+        high.setflags(write=False)
+        return low, high
+
+    def make_patients(self, covariates: np.ndarray, z: np.ndarray, *, check_range: bool = True) -> Patients:
+        """Pinned patients: covariates ``(C,)`` with z ``(d,)`` (one patient) or ``(n, C)`` with ``(n, d)``.
+
+        Refuses (ValueError naming the value and the allowed range) covariates outside their
+        physiological ranges, a z of another shape, a z not finite and, with ``check_range``, a z
+        outside :meth:`latent_bounds`.
+        """
+        return check_patients(self.drug, covariates, z, self.latent_bounds(), check_range=check_range)
 
     @property
     def state_size(self) -> int:
@@ -306,14 +327,13 @@ class PKSimulator:
         h = self.decoder.initial_state(patients.z, x)
         return np.concatenate([h, np.zeros((h.shape[0], 1))], axis=1)
 
+    def stepper(self, sigma_index=None, dtype=np.float64) -> DecoderStepper:
+        """The environments' fast path of :meth:`step` (:class:`DecoderStepper`)."""
+        return DecoderStepper(self, sigma_index=sigma_index, dtype=dtype)
+
     def check_doses(self, doses_mg) -> np.ndarray:
-        doses = np.asarray(doses_mg, dtype=float).reshape(-1)
-        lo, hi = self.dose_range_mg
-        bad = ~np.isfinite(doses) | (doses < lo) | (doses > hi)
-        if bad.any():
-            raise ValueError(f"{self.drug}: dose {float(doses[bad][0]):g} mg is outside the range the PK-VAE "
-                             f"was trained on, [{lo:g}, {hi:g}] mg; it does not extrapolate")
-        return doses
+        """Doses as a flat float array; ValueError for one outside the trained range."""
+        return check_dose_range(self.drug, doses_mg, self.dose_range_mg, "the range the PK-VAE was trained on")
 
     def step(self, state: np.ndarray, patients: Patients, doses_mg) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Give each patient one interval's dose: ``(conc mg/L (n, G), log sigma (n, G), new state)``."""
@@ -326,7 +346,7 @@ class PKSimulator:
         conc = np.where(dosed > 0, self.decoder.to_conc(mean), 0.0)  # never dosed: exactly 0 (as PKVAE.decode)
         return conc, log_sigma, np.concatenate([h, dosed], axis=1)
 
-    def observe(self, conc_mg_l: np.ndarray, log_sigma: np.ndarray, rng: np.random.Generator,
+    def observe(self, conc_mg_l: np.ndarray, log_sigma: np.ndarray, rng: NormalSource,
                 noise_scale: float = 1.0) -> np.ndarray:
         """Noisy assay results from the decoder's learned noise (mg/L, >= 0)."""
         if not np.isfinite(noise_scale) or noise_scale < 0:
@@ -341,16 +361,35 @@ class PKSimulator:
         ``start_mg_l`` is each patient's concentration at the interval start (the last grid
         value of the previous interval, 0 before the first dose).
         """
-        times = tuple(np.asarray(times_h, dtype=float).reshape(-1).tolist())
-        j, w = _interpolation(tuple(self.grid_h.tolist()), self.interval_h, times)
-        values = np.concatenate([start_mg_l[:, None], profile_mg_l], axis=1)
-        if 2 * j.size < values.shape[1]:  # few times: take logs of the grid values needed only (same numbers)
-            low, high = np.log(values[:, j] + self.cfg.c0_mg_l), np.log(values[:, j + 1] + self.cfg.c0_mg_l)
-        else:
-            values = np.log(values + self.cfg.c0_mg_l)
-            low, high = values[:, j], values[:, j + 1]
-        logc = low * (1 - w) + high * w
-        return np.maximum(np.exp(logc) - self.cfg.c0_mg_l, 0.0)
+        return interpolate_interval(self.grid_h, self.interval_h, self.cfg.c0_mg_l, profile_mg_l, start_mg_l,
+                                    times_h)
+
+
+def check_dose_range(drug: str, doses_mg, dose_range_mg: tuple[float, float], what: str) -> np.ndarray:
+    """Doses (mg) as a flat float array; ValueError naming the first outside ``dose_range_mg`` (``what``)."""
+    doses = np.asarray(doses_mg, dtype=float).reshape(-1)
+    lo, hi = dose_range_mg
+    bad = ~np.isfinite(doses) | (doses < lo) | (doses > hi)
+    if bad.any():
+        raise ValueError(f"{drug}: dose {float(doses[bad][0]):g} mg is outside {what}, "
+                         f"[{lo:g}, {hi:g}] mg; it does not extrapolate")
+    return doses
+
+
+def interpolate_interval(grid_h: np.ndarray, interval_h: float, c0_mg_l: float, profile_mg_l: np.ndarray,
+                         start_mg_l: np.ndarray, times_h) -> np.ndarray:
+    """``(n, T)`` mg/L at ``times_h`` within an interval by linear interpolation of ``log(c + c0)``
+    between the ``(n,)`` start and the ``(n, G)`` profile on ``grid_h`` (h)."""
+    times = tuple(np.asarray(times_h, dtype=float).reshape(-1).tolist())
+    j, w = _interpolation(tuple(grid_h.tolist()), interval_h, times)
+    values = np.concatenate([start_mg_l[:, None], profile_mg_l], axis=1)
+    if 2 * j.size < values.shape[1]:  # few times: take logs of the grid values needed only (same numbers)
+        low, high = np.log(values[:, j] + c0_mg_l), np.log(values[:, j + 1] + c0_mg_l)
+    else:
+        values = np.log(values + c0_mg_l)
+        low, high = values[:, j], values[:, j + 1]
+    logc = low * (1 - w) + high * w
+    return np.maximum(np.exp(logc) - c0_mg_l, 0.0)
 
 
 @functools.lru_cache(maxsize=64)

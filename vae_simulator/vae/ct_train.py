@@ -198,8 +198,8 @@ def train_ct_vae(data: RegimenData, out_dir: Path, settings: CTTrainSettings, re
     summary = {"latent_population": latent, "data_seed": data.seed, "n_patients": len(data),
                "n_train": len(train_idx), "n_validation": len(val_idx), "epochs_run": state["epoch"],
                "best_validation_loss": state["best_val"], "train_seconds_this_run": time.perf_counter() - started,
-               "sigma_prop": float(torch.exp(model.log_sigma_prop)),
-               "sigma_add_mg_l": float(torch.exp(model.log_sigma_add)), "settings": vars(settings)}
+               "sigma_prop": float(torch.exp(model.log_sigma_prop.detach())),
+               "sigma_add_mg_l": float(torch.exp(model.log_sigma_add.detach())), "settings": vars(settings)}
     return model, summary
 
 
