@@ -14,6 +14,10 @@ Per drug, on patients of :func:`~vae_simulator.irregular.simulate_regimen_datase
   monitoring times) are encoded; the next interval's target exposure is within +-20 % of the truth
   for what fraction of patients, next to the exact ground-truth model's own MAP estimate from the
   same samples (:mod:`.reference_map`; goal: no more than 3 points below it);
+* **against a one-compartment fit**: on the first :data:`ONE_CMT_PATIENTS` regular-regimen
+  patients, the median APE of a one-compartment model fitted to each patient's whole profile
+  (:mod:`.one_compartment`) next to the PK-VAE's on the same patients (goal: the PK-VAE lower on the
+  drugs with complex profiles, :data:`COMPLEX_PROFILES`);
 * **90 % prediction intervals**: from up to 4 samples known so far (a random cutoff), ``z`` drawn
   from the posterior, residual error and the assay's LLOQ reporting added; the fraction of the
   later noisy results inside their interval (goal 85-95 %).
@@ -34,12 +38,17 @@ from vae_simulator.inference import Samples
 from vae_simulator.irregular import RegimenData, simulate_regimen_dataset
 from vae_simulator.validation.common import exposure_of
 from vae_simulator.validation.metrics import coverage, fraction_within, median_ape, prediction_interval
+from vae_simulator.validation.one_compartment import fit_one_compartment, one_compartment_profile
+from vae_simulator.validation.profiles import one_compartment_design
 from vae_simulator.validation.reference_map import reference_reason, true_model_map
 from vae_simulator.vae.ct_model import CTPKVAE
 from vae_simulator.vae.ct_train import CTTensors, ct_shipped_dir, encode_posteriors
 from vae_simulator.vae.io import CT_MANIFEST_FORMAT, load_model
 
 VALIDATION_SEED = 12345
+ONE_CMT_PATIENTS = 200
+#: Drugs whose profiles a one-compartment model cannot follow (recirculation, TMDD, saturation).
+COMPLEX_PROFILES = ("mycophenolate", "pembrolizumab", "paclitaxel", "phenytoin")
 FORECAST_INTERVAL = 2      # samples from this interval (0-based), forecast of the next one
 PI_DRAWS = 200
 
@@ -56,10 +65,13 @@ class CTValidation:
     forecast_within_20: float
     forecast_reference: float | None
     pi90_coverage: float
+    ape_vae_vs_1cmt: tuple[float, float]
 
     def goals(self) -> dict[str, bool]:
         ref = self.forecast_reference
-        return {"ape": max(self.ape_regular, self.ape_irregular) <= 0.10,
+        vae, one = self.ape_vae_vs_1cmt
+        return {"ape": bool(np.nanmax([self.ape_regular, self.ape_irregular]) <= 0.10),
+                "beats_1cmt": self.drug not in COMPLEX_PROFILES or vae < one,
                 "exposure_ratio": 0.95 <= self.exposure_ratio <= 1.05,
                 "forecast": ref is None or self.forecast_within_20 >= ref - 0.03,
                 "pi90": 0.85 <= self.pi90_coverage <= 0.95}
@@ -76,16 +88,41 @@ def predict(model: CTPKVAE, data: RegimenData, z: np.ndarray, query_h: np.ndarra
     return np.concatenate(out).astype(float)
 
 
-def reconstruction_ape(model: CTPKVAE, data: RegimenData) -> tuple[float, float]:
-    """Median APE (regular, irregular) from the whole noisy profile (posterior mean)."""
+def reconstruction(model: CTPKVAE, data: RegimenData) -> np.ndarray:
+    """Predicted concentrations ``(n, T)`` at the sample times from the whole noisy profile (posterior mean)."""
     mean, _ = encode_posteriors(model, data)
-    pred = predict(model, data, mean.numpy(), data.obs_time_h)
+    return predict(model, data, mean.numpy(), data.obs_time_h)
+
+
+def reconstruction_ape(pred: np.ndarray, data: RegimenData) -> tuple[float, float]:
+    """Median APE of a reconstruction on the regular and on the irregular regimens."""
     lloq = get_model(data.drug).lloq_mg_l
     scores = []
     for kind in (False, True):
         keep = (data.irregular == kind)[:, None] & data.obs_mask
-        scores.append(median_ape(pred[keep], data.conc_true[keep], lloq))
+        # a small cohort (groups of 100 share a schedule kind) may lack one kind: nothing to score
+        scores.append(median_ape(pred[keep], data.conc_true[keep], lloq) if keep.any() else float("nan"))
     return scores[0], scores[1]
+
+
+def versus_one_compartment(pred: np.ndarray, data: RegimenData, n_fit: int = ONE_CMT_PATIENTS) -> tuple[float, float]:
+    """Median APE (PK-VAE, one-compartment fit) on the first ``n_fit`` regular-regimen patients."""
+    truth = get_model(data.drug)
+    design = one_compartment_design(truth)
+    rows = np.flatnonzero(~data.irregular)[:n_fit]
+    vae, one, true = [], [], []
+    for i in rows:
+        m = data.obs_mask[i]
+        times, doses = data.obs_time_h[i, m], data.dose_mg[i, data.dose_mask[i]]
+        try:
+            x = fit_one_compartment(design, doses, times, data.conc_obs[i, m], data.blq[i, m])
+        except ValueError:  # too few quantifiable results for the fit
+            continue
+        one.append(one_compartment_profile(design, x[None, :], doses, times)[0])
+        vae.append(pred[i, m])
+        true.append(data.conc_true[i, m])
+    vae, one, true = (np.concatenate(a) for a in (vae, one, true))
+    return median_ape(vae, true, truth.lloq_mg_l), median_ape(one, true, truth.lloq_mg_l)
 
 
 def population_draws(model: CTPKVAE, covariates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -177,11 +214,13 @@ def pi_coverage(model: CTPKVAE, data: RegimenData, rng: np.random.Generator) -> 
 
 def validate_ct(model: CTPKVAE, data: RegimenData, seed: int = VALIDATION_SEED) -> CTValidation:
     rng = np.random.default_rng([seed, 2])
-    ape_regular, ape_irregular = reconstruction_ape(model, data)
+    pred = reconstruction(model, data)
+    ape_regular, ape_irregular = reconstruction_ape(pred, data)
     vae_fc, ref_fc = forecast(model, data)
     return CTValidation(drug=data.drug, n_patients=len(data), ape_regular=ape_regular, ape_irregular=ape_irregular,
                         exposure_ratio=exposure_ratio(model, data, rng), forecast_within_20=vae_fc,
-                        forecast_reference=ref_fc, pi90_coverage=pi_coverage(model, data, rng))
+                        forecast_reference=ref_fc, pi90_coverage=pi_coverage(model, data, rng),
+                        ape_vae_vs_1cmt=versus_one_compartment(pred, data))
 
 
 def markdown_table(results: list[CTValidation]) -> str:
@@ -191,13 +230,15 @@ def markdown_table(results: list[CTValidation]) -> str:
     def mark(ok):
         return "PASS" if ok else "MISS"
 
-    rows = ["| drug | APE regular | APE irregular | pop. AUC ratio | forecast +-20% (ref.) | 90% PI coverage |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| drug | APE regular | APE irregular | pop. AUC ratio | forecast +-20% (ref.) | 90% PI coverage "
+            "| APE PK-VAE / 1-cmt fit |", "|---|---|---|---|---|---|---|"]
     for r in results:
         g = r.goals()
         rows.append(f"| {r.drug} | {pct(r.ape_regular)} | {pct(r.ape_irregular)} {mark(g['ape'])} | "
                     f"{r.exposure_ratio:.2f} {mark(g['exposure_ratio'])} | {pct(r.forecast_within_20)} "
-                    f"({pct(r.forecast_reference)}) {mark(g['forecast'])} | {pct(r.pi90_coverage)} {mark(g['pi90'])} |")
+                    f"({pct(r.forecast_reference)}) {mark(g['forecast'])} | {pct(r.pi90_coverage)} {mark(g['pi90'])} | "
+                    f"{pct(r.ape_vae_vs_1cmt[0])} / {pct(r.ape_vae_vs_1cmt[1])}"
+                    f"{' ' + mark(g['beats_1cmt']) if r.drug in COMPLEX_PROFILES else ''} |")
     return "\n".join(rows)
 
 
@@ -210,8 +251,8 @@ def main(argv: list[str] | None = None) -> int:
                    "(default: the shipped vae_simulator/weights/ct/)")
     p.add_argument("--out", type=Path, default=Path("reports/ctvae"), help="where results.json/md go")
     args = p.parse_args(argv)
-    if args.patients < 10:
-        raise SystemExit(f"error: --patients must be >= 10, got {args.patients}")
+    if args.patients < 200:
+        raise SystemExit(f"error: --patients must be >= 200 (groups of 100 share a schedule), got {args.patients}")
     results = []
     for drug in DRUGS if args.drug == "all" else (args.drug,):
         model, _ = load_model((args.weights_dir or ct_shipped_dir()) / f"{drug}.json", drug, CT_MANIFEST_FORMAT)
