@@ -30,13 +30,13 @@ target's unit, ``p_target`` the fraction of draws in the window).
 from __future__ import annotations
 
 import argparse
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from vae_simulator import mipd
 from vae_simulator.dosing import DoseTarget, dose_grid
 from vae_simulator.events import DosingEvents, EventLimits, check_query_times
 from vae_simulator.exposure import interval_exposure
@@ -80,7 +80,7 @@ def _samples(table: TableEvents) -> tuple[np.ndarray, ...]:
 
 
 def _batch(covariates, events: DosingEvents, query_h=None, samples=None) -> dict[str, torch.Tensor]:
-    f32 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))  # noqa: E731
+    f32 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))
     out = {"cov": f32(covariates), "dose_time_h": f32(events.times_h), "dose_mg": f32(events.amounts_mg),
            "infusion_h": f32(events.infusion_h)}
     if samples is not None:
@@ -239,15 +239,8 @@ def parse_list(text: str, name: str, positive: bool) -> np.ndarray:
 
 
 def write_csv(rows: list[dict], path: str | Path) -> None:
-    def fmt(key: str, value) -> str:
-        if isinstance(value, float):
-            return "" if np.isnan(value) else (f"{value:.2f}" if key.endswith("_h") else f"{value:.4g}")
-        return str(value)
-
-    with Path(path).open("w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(OUTPUT_COLUMNS)
-        writer.writerows([[fmt(c, row[c]) for c in OUTPUT_COLUMNS] for row in rows])
+    """Write :func:`advise`'s rows (the grid MIPD's format, with :data:`OUTPUT_COLUMNS`)."""
+    mipd.write_csv(rows, path, OUTPUT_COLUMNS)
 
 
 def summary_table(rows: list[dict]) -> str:

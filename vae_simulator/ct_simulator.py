@@ -224,7 +224,7 @@ class CTPatientSimulator:
         t, amount, infusion, given = _check_doses(state, self.limits, time_h, amount_mg, infusion_h)
         z, x, h = state.carry
         prev = np.where(np.isnan(state.last_h), t, state.last_h)
-        f32 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))  # noqa: E731
+        f32 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))
         times = torch.stack([f32(prev), f32(t)], dim=1)  # the gap of event_inputs is t - prev
         u = event_inputs(self.model.cfg, self.model.phi, times, f32(np.stack([amount, amount], 1)),
                          f32(np.stack([infusion, infusion], 1)))[:, 1:]
@@ -236,10 +236,10 @@ class CTPatientSimulator:
     @torch.no_grad()
     def concentrations(self, state: EventState, times_h) -> np.ndarray:
         q = _check_times(state, self.limits, times_h)
-        z, x, h = state.carry
+        z, _x, h = state.carry
         dec, cfg = self.model.decoder, self.model.cfg
         last = np.nan_to_num(state.last_h)
-        f32 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))  # noqa: E731
+        f32 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))
         since = (f32(q) - f32(last)[:, None]).clamp_min(0.0)
         d_e = f32(state.last_infusion_h)[:, None].expand_as(since)
         a_e = f32(state.last_mg)[:, None].expand_as(since)

@@ -306,17 +306,19 @@ def _metric_name(target: DoseTarget) -> str:
     return f"time_above@{target.threshold_mg_l:g}" if target.metric == "time_above" else target.metric
 
 
-def write_csv(rows: Sequence[dict], path: str | Path) -> None:
-    """Write :func:`recommend`'s rows (floats to 4 significant digits, times to 0.01 h)."""
+def write_csv(rows: Sequence[dict], path: str | Path, columns: Sequence[str] = OUTPUT_COLUMNS) -> None:
+    """Write advice rows (floats to 4 significant digits, times to 0.01 h, NaN as empty)."""
     def fmt(key: str, value) -> str:
         if isinstance(value, float):
+            if np.isnan(value):  # not applicable (e.g. the exposure of a held dose)
+                return ""
             return f"{value:.2f}" if key.endswith("_h") else f"{value:.4g}"
         return str(value)
 
     with Path(path).open("w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(OUTPUT_COLUMNS)
-        writer.writerows([[fmt(c, row[c]) for c in OUTPUT_COLUMNS] for row in rows])
+        writer.writerow(columns)
+        writer.writerows([[fmt(c, row[c]) for c in columns] for row in rows])
 
 
 def summary_table(rows: Sequence[dict]) -> str:

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from vae_simulator.groundtruth import DRUGS, get_model
 from vae_simulator.irregular import RegimenData, regimen_limits, simulate_regimen_dataset
-from vae_simulator.vae.ct_model import CTConfig, CTPKVAE
+from vae_simulator.vae.ct_model import CTPKVAE, CTConfig
 from vae_simulator.vae.io import save_model, shipped_weights_dir, torch_load_checkpoint
 from vae_simulator.vae.latent import fit_population_moments
 from vae_simulator.vae.train import fit_scaling, split_patients
@@ -68,7 +68,7 @@ class CTTensors:
     """A :class:`RegimenData` as float32 tensors, indexed by patient."""
 
     def __init__(self, data: RegimenData):
-        f32 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))  # noqa: E731
+        f32 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))
         self.n = len(data)
         self.fields = {"cov": f32(data.covariates), "dose_time_h": f32(data.dose_time_h), "dose_mg": f32(data.dose_mg),
                        "infusion_h": f32(data.infusion_h), "obs_time_h": f32(data.obs_time_h),
