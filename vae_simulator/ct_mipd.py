@@ -159,6 +159,15 @@ def recommend_doses(model: CTPKVAE, cohort: Cohort, interval_h: float, target: D
     return candidates[np.argmin(np.abs(exposure - target.value), axis=1)]
 
 
+def last_dose_and_gap(events: DosingEvents, default_gap_h: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each patient's last event time (h) and the gap (h) before it; ``default_gap_h`` with one event."""
+    count = events.mask.sum(1)
+    times = np.where(events.mask, events.times_h, 0.0)
+    rows = np.arange(len(events))
+    last = times[rows, count - 1]
+    return last, np.where(count > 1, last - times[rows, np.maximum(count - 2, 0)], default_gap_h)
+
+
 def advise(model: CTPKVAE, cohort: Cohort, intervals_h: list[float], target: DoseTarget, next_dose_h: np.ndarray,
            n_doses: int, dose_step_mg: float, hours: np.ndarray, n_draws: int, seed: int) -> list[dict]:
     """Rows of the advice (module docstring): every patient, every regimen, every forecast time."""
@@ -169,10 +178,7 @@ def advise(model: CTPKVAE, cohort: Cohort, intervals_h: list[float], target: Dos
     current_dose = np.where(last_given >= 0, ev.amounts_mg[rows_n, np.maximum(last_given, 0)], 0.0)
     infusion = np.where(last_given >= 0, ev.infusion_h[rows_n, np.maximum(last_given, 0)],
                         model.cfg.infusion_range_h[0])
-    count = ev.mask.sum(1)
-    times = np.where(ev.mask, ev.times_h, 0.0)
-    last_gap = np.where(count > 1, times[rows_n, count - 1] - times[rows_n, np.maximum(count - 2, 0)],
-                        model.cfg.interval_h)
+    _, last_gap = last_dose_and_gap(ev, model.cfg.interval_h)
     advised = {tau: recommend_doses(model, cohort, tau, target, next_dose_h, n_doses, infusion, dose_step_mg)
                for tau in intervals_h}
     rng = np.random.default_rng(seed)
@@ -298,13 +304,9 @@ def main(argv: list[str] | None = None) -> int:
         table = read_dosing_events(args.data, lloq_mg_l=drug.lloq_mg_l, limits=model_limits(model))
         covariates = read_covariates(args.data)
         cohort = infer(model, table, np.stack([covariates[pid] for pid in table.ids]))
-        ev = table.events
-        count = ev.mask.sum(1)
-        times = np.where(ev.mask, ev.times_h, 0.0)
-        rows_n = np.arange(len(table))
-        gap = np.where(count > 1, times[rows_n, count - 1] - times[rows_n, np.maximum(count - 2, 0)], drug.interval_h)
         if args.next_dose_at is None:
-            next_dose = times[rows_n, count - 1] + gap
+            last, gap = last_dose_and_gap(table.events, model.cfg.interval_h)
+            next_dose = last + gap
         else:
             next_dose = args.next_dose_at - table.time_origin_h
         late = next_dose < cohort.now_h

@@ -26,7 +26,6 @@ frequencies but design choices that cover the histories a clinic table holds.
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -35,7 +34,7 @@ from tqdm.auto import tqdm
 from vae_simulator.covariates import COVARIATE_NAMES, Covariates
 from vae_simulator.events import DosingEvents, EventLimits
 from vae_simulator.groundtruth import DrugModel, get_model
-from vae_simulator.population import random_regimens
+from vae_simulator.population import random_regimens, read_npz_arrays
 
 GROUP_PATIENTS = 100
 #: Dosing intervals (h) a clinic uses. Vancomycin: q8-48h by renal function (Rybak 2020);
@@ -122,11 +121,7 @@ class RegimenData:
     @classmethod
     def from_npz(cls, path) -> RegimenData:
         """Read a file written by :meth:`to_npz`, refusing anything else."""
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                data = {k: f[k] for k in f.files}
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-            raise ValueError(f"{path}: not a readable pkdose regimen file ({exc})") from exc
+        data = read_npz_arrays(path, "regimen")
         if str(data.get("format", "")) != "pkdose-regimens/1":
             raise ValueError(f"{path}: not a pkdose regimen file (format {data.get('format')!r}, "
                              "expected 'pkdose-regimens/1')")

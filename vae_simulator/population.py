@@ -72,11 +72,7 @@ class PopulationData:
     @classmethod
     def from_npz(cls, path) -> PopulationData:
         """Read a file written by :meth:`to_npz`, refusing anything else."""
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                data = {k: f[k] for k in f.files}
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-            raise ValueError(f"{path}: not a readable pkdose population file ({exc})") from exc
+        data = read_npz_arrays(path, "population")
         missing = [k for k in cls.__dataclass_fields__ if k not in data]
         if missing:
             raise ValueError(f"{path}: not a pkdose population file, missing arrays {missing}")
@@ -86,6 +82,15 @@ class PopulationData:
         data["covariate_names"] = tuple(str(s) for s in data["covariate_names"])
         data["param_names"] = tuple(str(s) for s in data["param_names"])
         return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+
+def read_npz_arrays(path, kind: str) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` (never unpickling); ValueError naming the file and ``kind`` otherwise."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise ValueError(f"{path}: not a readable pkdose {kind} file ({exc})") from exc
 
 
 def random_regimens(model: DrugModel, cov: Covariates, n_intervals: int,
