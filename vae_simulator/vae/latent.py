@@ -47,7 +47,9 @@ def fit_population_moments(population, x: torch.Tensor, mu: torch.Tensor, sd: to
     ``(n, d)`` and scaled covariates ``x (n, C)`` (module docstring); returns summary numbers."""
     x, mu, sd = x.double(), mu.double(), sd.double()
     design = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
-    coef = torch.linalg.lstsq(design, mu).solution  # (C + 1, d)
+    # gelsd (SVD), not the default gelsy: on this design (BSA nearly a function of WT and HT,
+    # condition number ~1e6) gelsy's column pivoting gives different bits from run to run
+    coef = torch.linalg.lstsq(design, mu, driver="gelsd").solution  # (C + 1, d)
     resid = mu - design @ coef
     cov = resid.T @ resid / max(len(mu) - design.shape[1], 1) + torch.diag((sd ** 2).mean(0))
     population.weight.copy_(coef[:-1].T.float())
