@@ -7,7 +7,7 @@ dose and read its concentrations on the drug's 12-point recording grid. Compared
 
 * grid decoder, fast path: ``DecoderStepper`` (float32 numpy, batch-invariant) as ``pk_envs`` runs it;
 * CT PK-VAE: :class:`~vae_simulator.ct_simulator.CTPatientSimulator` (``give_doses`` then
-  ``concentrations``: one GRU step and one head evaluation in torch, doses at any times);
+  ``concentrations``: one GRU step and one head evaluation, float32 numpy and batch-invariant (``CTStepper``), doses at any times);
 * ground truth, event driven: :class:`~vae_simulator.ct_simulator.GroundTruthEventSimulator`
   (re-solves each history; patients on one schedule together).
 

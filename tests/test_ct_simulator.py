@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from vae_simulator.ct_simulator import CTPatientSimulator, EventSimulator, GroundTruthEventSimulator
+from vae_simulator.ct_simulator import CTPatientSimulator, EventPatients, EventSimulator, GroundTruthEventSimulator
 from vae_simulator.events import DosingEvents
 from vae_simulator.irregular import simulate_regimen_dataset
 from vae_simulator.vae.ct_train import CTTrainSettings, build_ct_model
@@ -120,3 +120,39 @@ def test_bad_times_and_latents_are_refused(ct_sim):
     with pytest.raises(ValueError, match="outside"):
         ct_sim.make_patients(patients.covariates, np.full((1, d), np.nan))
     assert len(ct_sim.make_patients(patients.covariates, patients.hidden)) == 1
+
+
+def test_a_patients_numbers_do_not_depend_on_the_batch(ct_sim):
+    """The vector environments' promise (bit for bit): rows stepped together equal rows stepped alone."""
+    patients = ct_sim.sample_patients(5, np.random.default_rng(6))
+    times = np.array([0.0, 0.0, 3.0, 1.0, 0.5])
+    together = ct_sim.give_doses(ct_sim.start(patients), times, np.full(5, 1500.0), np.full(5, 1.0))
+    query = times[:, None] + np.array([[0.5, 2.0, 11.0]])
+    batch = ct_sim.concentrations(together, query)
+    for i in range(5):
+        alone = ct_sim.give_doses(ct_sim.start(EventPatients(patients.covariates[i:i + 1], patients.hidden[i:i + 1])),
+                                  times[i:i + 1], np.array([1500.0]), np.array([1.0]))
+        np.testing.assert_array_equal(ct_sim.concentrations(alone, query[i:i + 1])[0], batch[i])
+
+
+@pytest.mark.parametrize("make", ["ct", "truth"])
+def test_state_rows_can_be_taken_and_put_back(make, ct_sim):
+    sim = ct_sim if make == "ct" else GroundTruthEventSimulator("vancomycin")
+    patients = sim.sample_patients(3, np.random.default_rng(7))
+    state = sim.give_doses(sim.start(patients), np.zeros(3), np.array([1000.0, 0.0, 2000.0]), np.ones(3))
+    part = sim.give_doses(state.take([2]), np.array([12.0]), np.array([500.0]), np.array([1.0]))
+    state.put([2], part)
+    np.testing.assert_array_equal(state.last_h, [0.0, np.nan, 12.0])
+    query = np.array([[13.0, 20.0]] * 3)
+    np.testing.assert_array_equal(sim.concentrations(state, query)[2], sim.concentrations(part, query[2:])[0])
+    assert np.all(sim.concentrations(state, query)[1] == 0.0)  # never dosed
+
+
+def test_ground_truth_patients_can_be_pinned():
+    sim = GroundTruthEventSimulator("vancomycin")
+    drawn = sim.sample_patients(2, np.random.default_rng(8))
+    assert len(sim.make_patients(drawn.covariates, drawn.hidden)) == 2
+    with pytest.raises(ValueError, match="parameter CL of patient 0"):
+        sim.make_patients(drawn.covariates, np.where(np.arange(4) == 0, -1.0, drawn.hidden))
+    with pytest.raises(ValueError, match=r"params \(n, 4\) \(CL, V1, Q, V2\)"):
+        sim.make_patients(drawn.covariates, drawn.hidden[:, :3])

@@ -34,7 +34,8 @@ from vae_simulator.covariates import COVARIATE_NAMES, Covariates
 from vae_simulator.events import DosingEvents, EventLimits
 from vae_simulator.groundtruth import get_model
 from vae_simulator.irregular import regimen_limits
-from vae_simulator.vae.ct_model import CTPKVAE, event_inputs
+from vae_simulator.ct_stepper import CTStepper
+from vae_simulator.vae.ct_model import CTPKVAE
 
 #: Pinned latents beyond this many marginal population SDs from the population mean are refused.
 LATENT_RANGE_SD = 6.0
@@ -64,6 +65,10 @@ class EventSimulator(Protocol):
         """``n`` new adult patients of the population."""
         ...
 
+    def make_patients(self, covariates: np.ndarray, hidden: np.ndarray) -> EventPatients:
+        """Pinned patients: covariates ``(n, C)`` and their hidden individuality (validated)."""
+        ...
+
     def start(self, patients: EventPatients):
         """The state of ``patients`` before any dose."""
         ...
@@ -84,14 +89,36 @@ class EventSimulator(Protocol):
 @dataclass(frozen=True)
 class EventState:
     """Per-patient history: last dose time / amount / length (h, mg, h; ``nan`` time: none yet),
-    first dose time, and the simulator's own carry (GRU state, or the dose lists)."""
+    first dose time, and the simulator's own carry (an array with one row per patient: the decoder's
+    GRU state and constants, or each patient's dose list).
+
+    Rows can be taken out (:meth:`take`) and written back (:meth:`put`), so a vector environment
+    keeps one state for all its patients and advances any subset of them.
+    """
 
     patients: EventPatients
     first_h: np.ndarray
     last_h: np.ndarray
     last_mg: np.ndarray
     last_infusion_h: np.ndarray
-    carry: object
+    carry: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.patients)
+
+    def take(self, rows) -> EventState:
+        """The state of ``rows`` only (copies)."""
+        rows = np.asarray(rows)
+        return EventState(EventPatients(self.patients.covariates[rows], self.patients.hidden[rows]),
+                          self.first_h[rows], self.last_h[rows], self.last_mg[rows], self.last_infusion_h[rows],
+                          self.carry[rows])
+
+    def put(self, rows, part: EventState) -> None:
+        """Write ``part`` (a state of ``len(rows)`` patients) into ``rows``, in place."""
+        rows = np.asarray(rows)
+        self.patients.covariates[rows], self.patients.hidden[rows] = part.patients.covariates, part.patients.hidden
+        for name in ("first_h", "last_h", "last_mg", "last_infusion_h", "carry"):
+            getattr(self, name)[rows] = getattr(part, name)
 
 
 def _check_doses(state: EventState, limits: EventLimits, time_h, amount_mg, infusion_h):
@@ -148,9 +175,10 @@ def _after_doses(state: EventState, t, amount, infusion, given, carry) -> EventS
                    last_infusion_h=np.where(given, infusion, state.last_infusion_h), carry=carry)
 
 
-def _fresh(patients: EventPatients, carry) -> EventState:
-    nan = np.full(len(patients), np.nan)
-    return EventState(patients, nan, nan.copy(), np.zeros(len(patients)), np.zeros(len(patients)), carry)
+def _fresh(patients: EventPatients, carry: np.ndarray) -> EventState:
+    n = len(patients)
+    patients = EventPatients(np.array(patients.covariates, dtype=float), np.array(patients.hidden, dtype=float))
+    return EventState(patients, np.full(n, np.nan), np.full(n, np.nan), np.zeros(n), np.zeros(n), carry)
 
 
 def _observe(conc, rng, prop_cv, add_sd, lloq):
@@ -174,6 +202,9 @@ class CTPatientSimulator:
         marginal = (pop.chol @ pop.chol.T).diagonal() + (pop.weight ** 2).sum(1)
         self.latent_low = (pop.bias - LATENT_RANGE_SD * marginal.sqrt()).numpy().astype(float)
         self.latent_high = (pop.bias + LATENT_RANGE_SD * marginal.sqrt()).numpy().astype(float)
+        self._pop_weight, self._pop_bias = pop.weight.numpy().astype(float), pop.bias.numpy().astype(float)
+        self._pop_chol = pop.chol.numpy().astype(float)
+        self.stepper = CTStepper(model)
 
     @classmethod
     def pretrained(cls, drug: str) -> CTPatientSimulator:
@@ -187,12 +218,10 @@ class CTPatientSimulator:
                                     f"with `python -m vae_simulator.vae.ct_train --drug {drug} --export`")
         return cls(load_model(path, drug, CT_MANIFEST_FORMAT)[0])
 
-    @torch.no_grad()
     def sample_patients(self, n: int, rng: np.random.Generator) -> EventPatients:
         cov = Covariates.sample(n, rng).as_array()
-        x = self.model.normalizer.covariates(torch.as_tensor(cov, dtype=torch.float32))
-        mean = self.model.population.mean(x).numpy().astype(float)
-        z = mean + rng.standard_normal(mean.shape) @ self.model.population.chol.numpy().T.astype(float)
+        mean = self.stepper.scale_covariates(cov) @ self._pop_weight.T + self._pop_bias
+        z = mean + rng.standard_normal(mean.shape) @ self._pop_chol.T
         return EventPatients(cov, np.clip(z, self.latent_low, self.latent_high))
 
     def make_patients(self, covariates: np.ndarray, z: np.ndarray) -> EventPatients:
@@ -212,43 +241,19 @@ class CTPatientSimulator:
                              f"(mean +- {LATENT_RANGE_SD:g} SDs)")
         return EventPatients(cov, z)
 
-    @torch.no_grad()
     def start(self, patients: EventPatients) -> EventState:
-        x = self.model.normalizer.covariates(torch.as_tensor(patients.covariates, dtype=torch.float32))
-        z = torch.as_tensor(patients.hidden, dtype=torch.float32)
-        h = torch.tanh(self.model.decoder.init(torch.cat([z, x], dim=-1)))
-        return _fresh(patients, (z, x, h))
+        return _fresh(patients, self.stepper.start(patients.covariates, patients.hidden))
 
-    @torch.no_grad()
     def give_doses(self, state: EventState, time_h, amount_mg, infusion_h) -> EventState:
         t, amount, infusion, given = _check_doses(state, self.limits, time_h, amount_mg, infusion_h)
-        z, x, h = state.carry
-        prev = np.where(np.isnan(state.last_h), t, state.last_h)
-        f32 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))
-        times = torch.stack([f32(prev), f32(t)], dim=1)  # the gap of event_inputs is t - prev
-        u = event_inputs(self.model.cfg, self.model.phi, times, f32(np.stack([amount, amount], 1)),
-                         f32(np.stack([infusion, infusion], 1)))[:, 1:]
-        zx = torch.cat([z, x], dim=-1).unsqueeze(1)
-        _, h_new = self.model.decoder.gru(torch.cat([u, zx], dim=-1), h.unsqueeze(0))
-        h = torch.where(torch.as_tensor(given)[:, None], h_new[0], h)
-        return _after_doses(state, t, amount, infusion, given, (z, x, h))
+        gap = np.where(np.isnan(state.last_h), 0.0, t - np.nan_to_num(state.last_h))
+        carry = self.stepper.give(state.carry, gap, amount, infusion, given)
+        return _after_doses(state, t, amount, infusion, given, carry)
 
-    @torch.no_grad()
     def concentrations(self, state: EventState, times_h) -> np.ndarray:
         q = _check_times(state, self.limits, times_h)
-        z, _x, h = state.carry
-        dec, cfg = self.model.decoder, self.model.cfg
         last = np.nan_to_num(state.last_h)
-        f32 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))
-        since = (f32(q) - f32(last)[:, None]).clamp_min(0.0)
-        d_e = f32(state.last_infusion_h)[:, None].expand_as(since)
-        a_e = f32(state.last_mg)[:, None].expand_as(since)
-        feats = torch.cat([(a_e / cfg.dose_max_mg).unsqueeze(-1), self.model.phi(since), self.model.phi(since - d_e),
-                           (torch.minimum(since, d_e) / cfg.duration_scale_h).unsqueeze(-1)], dim=-1)
-        hq = h.unsqueeze(1).expand(-1, q.shape[1], -1)
-        zq = z.unsqueeze(1).expand(-1, q.shape[1], -1)
-        mu = dec.head(torch.cat([hq, zq, feats], dim=-1)).squeeze(-1)
-        conc = self.model.concentration(mu).numpy().astype(float)
+        conc = self.stepper.concentrations(state.carry, q - last[:, None], state.last_mg, state.last_infusion_h)
         dosed = ~np.isnan(state.last_h)[:, None] & (q > last[:, None])
         return np.where(dosed, conc, 0.0)
 
@@ -278,24 +283,43 @@ class GroundTruthEventSimulator:
         params = self.truth.sample_parameters(cov, rng)
         return EventPatients(cov.as_array(), np.stack([params[p] for p in self.truth.parameter_names], axis=1))
 
+    def make_patients(self, covariates: np.ndarray, params: np.ndarray) -> EventPatients:
+        """Pinned patients ``(n, C)`` with individual parameters ``(n, P)`` (``truth.parameter_names`` order)."""
+        cov, params = np.asarray(covariates, dtype=float), np.asarray(params, dtype=float)
+        names = self.truth.parameter_names
+        if cov.ndim != 2 or params.shape != (cov.shape[0], len(names)):
+            raise ValueError(f"covariates must be (n, {len(COVARIATE_NAMES)}) and params (n, {len(names)}) "
+                             f"({', '.join(names)}); got {cov.shape} and {params.shape}")
+        Covariates.from_array(cov)
+        bad = ~np.isfinite(params) | (params <= 0)
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            raise ValueError(f"{self.drug}: parameter {names[j]} of patient {i} is {params[i, j]!r}; "
+                             f"must be finite and > 0")
+        return EventPatients(cov, params)
+
     def start(self, patients: EventPatients) -> EventState:
-        return _fresh(patients, DosingEvents.from_lists([[]] * len(patients), [[]] * len(patients)))
+        carry = np.empty(len(patients), dtype=object)  # each patient's (times h, amounts mg, lengths h)
+        for i in range(len(patients)):
+            carry[i] = ((), (), ())
+        return _fresh(patients, carry)
 
     def give_doses(self, state: EventState, time_h, amount_mg, infusion_h) -> EventState:
         t, amount, infusion, given = _check_doses(state, self.limits, time_h, amount_mg, infusion_h)
-        ev: DosingEvents = state.carry
-        lists = ([], [], [])
-        for i in range(len(ev)):
-            m = ev.mask[i]
-            extra = [t[i]] if given[i] else []
-            lists[0].append(np.concatenate([ev.times_h[i, m], extra]))
-            lists[1].append(np.concatenate([ev.amounts_mg[i, m], [amount[i]] if given[i] else []]))
-            lists[2].append(np.concatenate([ev.infusion_h[i, m], [infusion[i]] if given[i] else []]))
-        return _after_doses(state, t, amount, infusion, given, DosingEvents.from_lists(*lists))
+        carry = state.carry.copy()
+        for i in np.flatnonzero(given):
+            times, amounts, lengths = carry[i]
+            carry[i] = (times + (t[i],), amounts + (amount[i],), lengths + (infusion[i],))
+        return _after_doses(state, t, amount, infusion, given, carry)
+
+    @staticmethod
+    def events(state: EventState) -> DosingEvents:
+        """Every patient's doses so far."""
+        return DosingEvents.from_lists(*zip(*state.carry)) if len(state) else DosingEvents.from_lists([], [])
 
     def concentrations(self, state: EventState, times_h) -> np.ndarray:
         q = _check_times(state, self.limits, times_h)
-        ev: DosingEvents = state.carry
+        ev = self.events(state)
         out = np.zeros(q.shape)
         names = self.truth.parameter_names
         keys = [(ev.times_h[i, ev.mask[i]].tobytes(), ev.infusion_h[i, ev.mask[i]].tobytes(), q[i].tobytes())

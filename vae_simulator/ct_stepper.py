@@ -1,0 +1,132 @@
+"""The continuous-time decoder's event step and head in numpy: fast and batch-invariant.
+
+:class:`~vae_simulator.ct_simulator.CTPatientSimulator` advances patients one dose at a time and
+reads concentrations off the state after the last dose. This module does that arithmetic outside
+torch, reorganised as the interval-grid decoder's :class:`~vae_simulator.simulator.DecoderStepper`:
+
+* the GRU input and the head's first layer take ``[z, x]`` (GRU) and ``z`` (head), fixed per
+  patient, so they are projected once (:meth:`CTStepper.start`, the ``constants``); a dose adds
+  its own small projection;
+* every product is one BLAS call per patient (:func:`~vae_simulator.simulator.rowwise_matmul`, or
+  a stacked ``(T, F) @ (F, H)`` per patient for the queries), so a patient's numbers do not depend
+  on who else is in the batch: a vector environment equals N single ones bit for bit;
+* float32, the precision the decoder was trained in; concentrations are returned in float64.
+
+Results equal the torch decoder over the whole history (:class:`~vae_simulator.vae.ct_model.CTDecoder`)
+within float32 rounding (``tests/test_ct_simulator.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from vae_simulator.simulator import rowwise_matmul
+from vae_simulator.vae.ct_model import CTPKVAE
+
+#: log-concentration cap of :meth:`CTPKVAE.concentration` (keeps exp finite)
+LOG_CONC_CAP = 20.0
+
+
+def _silu(a: np.ndarray) -> np.ndarray:
+    return a / (1.0 + np.exp(-a))
+
+
+def _sigmoid(a: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-a))
+
+
+class CTStepper:
+    """Numpy copy of a :class:`CTPKVAE` decoder (weights read once; the model is left untouched)."""
+
+    def __init__(self, model: CTPKVAE, dtype=np.float32):
+        self.dtype = np.dtype(dtype)
+        cfg, dec = model.cfg, model.decoder
+        self.hidden, self.latent_dim = int(cfg.hidden), int(cfg.latent_dim)
+
+        def cast(t: torch.Tensor) -> np.ndarray:
+            return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=self.dtype)
+
+        norm = model.normalizer
+        self.cov_mean, self.cov_std = norm.cov_mean.numpy().astype(float), norm.cov_std.numpy().astype(float)
+        self.cov_log = norm.cov_log.numpy() > 0
+        self.y_shift, self.y_scale = float(norm.y_shift), float(norm.y_scale)
+        self.inv_tau = model.phi.inv_tau.numpy().astype(self.dtype)
+        self.interval_h = float(model.phi.interval_h)
+        self.dose_max_mg, self.duration_scale_h = float(cfg.dose_max_mg), float(cfg.duration_scale_h)
+
+        self.init_w, self.init_b = cast(dec.init.weight.T), cast(dec.init.bias)
+        n_u = 2 + self.inv_tau.size + 1  # scaled amount, scaled length, phi(gap)
+        w_ih = cast(dec.gru.weight_ih_l0.T)  # (n_u + zx, 3H), gates r, z, n as torch orders them
+        self.w_ih_u, self.w_ih_zx = np.ascontiguousarray(w_ih[:n_u]), np.ascontiguousarray(w_ih[n_u:])
+        self.b_ih, self.w_hh, self.b_hh = cast(dec.gru.bias_ih_l0), cast(dec.gru.weight_hh_l0.T), cast(dec.gru.bias_hh_l0)
+        linears = [m for m in dec.head if isinstance(m, torch.nn.Linear)]
+        w0 = cast(linears[0].weight.T)
+        h, d = self.hidden, self.latent_dim
+        self.w0_h, self.w0_z, self.w0_f = (np.ascontiguousarray(w0[:h]), np.ascontiguousarray(w0[h:h + d]),
+                                           np.ascontiguousarray(w0[h + d:]))
+        self.b0 = cast(linears[0].bias)
+        self.rest = [(cast(m.weight.T), cast(m.bias)) for m in linears[1:]]
+
+    # ------------------------------------------------------------------ pieces
+    def scale_covariates(self, covariates: np.ndarray) -> np.ndarray:
+        """Covariates ``(n, C)`` as the model's normaliser scales them (float64)."""
+        cov = np.asarray(covariates, dtype=float)
+        logged = np.where(self.cov_log, np.log(np.maximum(cov, 1e-6)), cov)
+        return (logged - self.cov_mean) / self.cov_std
+
+    def phi(self, s_h: np.ndarray) -> np.ndarray:
+        """Time features of ``s_h`` h (``(..., 9)``): ``exp(-s / tau_i)`` and ``log1p(s / interval)``."""
+        s = np.maximum(np.asarray(s_h, dtype=self.dtype), 0)[..., None]
+        return np.concatenate([np.exp(-s * self.inv_tau), np.log1p(s / self.dtype.type(self.interval_h))], axis=-1)
+
+    @property
+    def carry_width(self) -> int:
+        """Columns of a patient's carry: GRU state (H), GRU constants (3H), head constants (H)."""
+        return 5 * self.hidden
+
+    # ------------------------------------------------------------------ the decoder
+    def start(self, covariates: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """The carry ``(n, 5H)`` before any dose: ``[h_0, W_ih_zx [z, x] + b_ih, W0_z z + b0]``."""
+        zx = np.concatenate([np.asarray(z, dtype=float), self.scale_covariates(covariates)], axis=1).astype(self.dtype)
+        h0 = np.tanh(rowwise_matmul(zx, self.init_w) + self.init_b)
+        gru_const = rowwise_matmul(zx, self.w_ih_zx) + self.b_ih
+        head_const = rowwise_matmul(zx[:, :self.latent_dim], self.w0_z) + self.b0
+        return np.concatenate([h0, gru_const, head_const], axis=1)
+
+    def give(self, carry: np.ndarray, gap_h: np.ndarray, amount_mg: np.ndarray, infusion_h: np.ndarray,
+             given: np.ndarray) -> np.ndarray:
+        """The carry after one event per patient (``gap_h`` since the previous one; rows not ``given`` unchanged)."""
+        hs = self.hidden
+        h, gru_const = carry[:, :hs], carry[:, hs:4 * hs]
+        u = np.concatenate([(np.asarray(amount_mg, dtype=self.dtype) / self.dtype.type(self.dose_max_mg))[:, None],
+                            (np.asarray(infusion_h, dtype=self.dtype) / self.dtype.type(self.duration_scale_h))[:, None],
+                            self.phi(gap_h)], axis=1)
+        gi = rowwise_matmul(u, self.w_ih_u) + gru_const
+        gh = rowwise_matmul(h, self.w_hh) + self.b_hh
+        r = _sigmoid(gi[:, :hs] + gh[:, :hs])
+        update = _sigmoid(gi[:, hs:2 * hs] + gh[:, hs:2 * hs])
+        candidate = np.tanh(gi[:, 2 * hs:] + r * gh[:, 2 * hs:])
+        h_new = (1 - update) * candidate + update * h
+        out = carry.copy()
+        out[:, :hs] = np.where(np.asarray(given, dtype=bool)[:, None], h_new, h)
+        return out
+
+    def concentrations(self, carry: np.ndarray, since_h: np.ndarray, last_mg: np.ndarray,
+                       last_infusion_h: np.ndarray) -> np.ndarray:
+        """Concentrations (mg/L, float64, ``(n, T)``) ``since_h (n, T)`` h after each patient's last dose."""
+        hs = self.hidden
+        since = np.maximum(np.asarray(since_h, dtype=self.dtype), 0)
+        d_e = np.asarray(last_infusion_h, dtype=self.dtype)[:, None]
+        a_e = np.broadcast_to((np.asarray(last_mg, dtype=self.dtype) / self.dtype.type(self.dose_max_mg))[:, None],
+                              since.shape)
+        feats = np.concatenate([a_e[..., None], self.phi(since), self.phi(since - d_e),
+                                (np.minimum(since, d_e) / self.dtype.type(self.duration_scale_h))[..., None]], axis=-1)
+        first = rowwise_matmul(carry[:, :hs], self.w0_h) + carry[:, 4 * hs:]
+        a = _silu(np.matmul(np.ascontiguousarray(feats), self.w0_f) + first[:, None, :])
+        for i, (w, b) in enumerate(self.rest):
+            a = np.matmul(a, w) + b
+            if i < len(self.rest) - 1:
+                a = _silu(a)
+        log_c = self.y_shift + self.y_scale * a[..., 0].astype(float)
+        return np.exp(np.minimum(log_c, LOG_CONC_CAP))
