@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from vae_simulator.ct_simulator import CTPatientSimulator, EventPatients, EventSimulator, GroundTruthEventSimulator
+from vae_simulator.ct_simulator import (
+    CTPatientSimulator,
+    EventPatients,
+    EventSimulator,
+    GroundTruthEventSimulator,
+)
 from vae_simulator.events import DosingEvents
 from vae_simulator.irregular import simulate_regimen_dataset
 from vae_simulator.vae.ct_train import CTTrainSettings, build_ct_model

@@ -31,10 +31,10 @@ import numpy as np
 import torch
 
 from vae_simulator.covariates import COVARIATE_NAMES, Covariates
+from vae_simulator.ct_stepper import CTStepper
 from vae_simulator.events import DosingEvents, EventLimits
 from vae_simulator.groundtruth import get_model
 from vae_simulator.irregular import regimen_limits
-from vae_simulator.ct_stepper import CTStepper
 from vae_simulator.vae.ct_model import CTPKVAE
 
 #: Pinned latents beyond this many marginal population SDs from the population mean are refused.
