@@ -28,18 +28,28 @@ Combination chemotherapy, paclitaxel + carboplatin every 3 weeks, 6 cycles
 | ``PKDose/PaclitaxelCarboplatin-v0`` | scalar ``response - toxicity`` | ``Box(-1, 1, (2,))``: paclitaxel 0-225 mg/m2, carboplatin AUC 0-7.5 mg*min/mL |
 | ``PKDose/PaclitaxelCarboplatin-MO-v0`` | vector ``[response, -toxicity]`` | continuous |
 | ``PKDose/PaclitaxelCarboplatin-Discrete-v0`` | scalar | ``Discrete(25)``: each drug held, -40 %, -20 %, standard, +20 % |
+
+Regimens: dose, interval and whether to draw a level, one step per dose, on the continuous-time
+PK-VAE (:class:`~pk_envs.regimen.RegimenEnv`; ids in :mod:`pk_envs.regimen_registration`):
+``PKDose/Vancomycin-Regimen-v0`` (intervals 8/12/24/48 h), ``PKDose/Phenytoin-Regimen-v0``
+(8/12/24 h), each with ``-MO`` (``[efficacy, -toxicity, -levels]``) and ``-Discrete`` variants.
 """
 
 from pk_envs.combination import PaclitaxelCarboplatinEnv
 from pk_envs.combination_registration import register_combination_envs
 from pk_envs.combination_vector import PaclitaxelCarboplatinVectorEnv
+from pk_envs.regimen import RegimenEnv
+from pk_envs.regimen_registration import register_regimen_envs
+from pk_envs.regimen_vector import RegimenVectorEnv
 from pk_envs.registration import SINGLE_DRUG_VARIANTS, env_id, register_single_drug_envs
 from pk_envs.single_drug import SingleDrugEnv
 from pk_envs.single_drug_vector import SingleDrugVectorEnv
 
 SINGLE_DRUG_IDS: tuple[str, ...] = tuple(register_single_drug_envs())
 COMBINATION_IDS: tuple[str, ...] = tuple(register_combination_envs())
-ALL_IDS: tuple[str, ...] = SINGLE_DRUG_IDS + COMBINATION_IDS
+REGIMEN_IDS: tuple[str, ...] = tuple(register_regimen_envs())
+ALL_IDS: tuple[str, ...] = SINGLE_DRUG_IDS + COMBINATION_IDS + REGIMEN_IDS
 
-__all__ = ["ALL_IDS", "COMBINATION_IDS", "SINGLE_DRUG_IDS", "SINGLE_DRUG_VARIANTS", "PaclitaxelCarboplatinEnv",
-           "PaclitaxelCarboplatinVectorEnv", "SingleDrugEnv", "SingleDrugVectorEnv", "env_id"]
+__all__ = ["ALL_IDS", "COMBINATION_IDS", "REGIMEN_IDS", "SINGLE_DRUG_IDS", "SINGLE_DRUG_VARIANTS",
+           "PaclitaxelCarboplatinEnv", "PaclitaxelCarboplatinVectorEnv", "RegimenEnv", "RegimenVectorEnv",
+           "SingleDrugEnv", "SingleDrugVectorEnv", "env_id"]

@@ -261,15 +261,29 @@ def batch_invariant(sim: PatientSimulator, sigma_index=None) -> PatientStepper:
 
 
 class ReplayNormals:
-    """Stands in for a Generator in :meth:`PatientSimulator.observe`: hands out normals drawn at reset."""
+    """Stands in for a Generator in a simulator's ``observe``: hands out normals drawn at reset.
 
-    def __init__(self, normals: np.ndarray):
-        self.normals = normals
+    ``ReplayNormals(a)`` answers every ``standard_normal(size)`` with ``a``; ``ReplayNormals(a, b)``
+    answers the first call with ``a``, the second with ``b`` (an observation model drawing a
+    proportional and an additive error), and refuses a third.
+    """
+
+    def __init__(self, *normals: np.ndarray):
+        if not normals:
+            raise ValueError("ReplayNormals needs at least one array of normals")
+        self.normals, self._calls = normals, 0
 
     def standard_normal(self, size) -> np.ndarray:
-        if tuple(np.atleast_1d(size)) != self.normals.shape:
-            raise ValueError(f"pre-drawn normals have shape {self.normals.shape}, asked for {size}")
-        return self.normals
+        if len(self.normals) == 1:
+            out = self.normals[0]
+        elif self._calls < len(self.normals):
+            out = self.normals[self._calls]
+        else:
+            raise ValueError(f"only {len(self.normals)} arrays of normals were drawn at reset")
+        self._calls += 1
+        if tuple(np.atleast_1d(size)) != out.shape:
+            raise ValueError(f"pre-drawn normals have shape {out.shape}, asked for {size}")
+        return out
 
 
 def check_discrete_actions(actions, n: int, n_choices: int, space, what: str) -> np.ndarray:

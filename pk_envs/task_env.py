@@ -29,7 +29,7 @@ class TaskEnv(gym.Env):
         self.observation_space = task.observation_space
         if task.vector_reward:
             self.reward_space = task.reward_space
-            self.reward_dim = 2
+            self.reward_dim = int(task.reward_space.shape[0])
         self._cohort = task.new_cohort(1)
         self._rows = np.array([0])
         self._started = False

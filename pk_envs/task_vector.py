@@ -65,7 +65,7 @@ class TaskVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         if task.vector_reward:
             self.reward_space = task.reward_space
-            self.reward_dim = 2
+            self.reward_dim = int(task.reward_space.shape[0])
         self._cohort = task.new_cohort(self.num_envs)
         self._rngs: list[np.random.Generator | None] = [None] * self.num_envs
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
@@ -114,7 +114,7 @@ class TaskVectorEnv(VectorEnv):
         active, restart = np.flatnonzero(~resetting), np.flatnonzero(resetting)
         if restart.size:
             self.task.start(self._cohort, restart, [self.task.draw_episode(self._rngs[i]) for i in restart])
-        rewards = np.zeros((n, 2), np.float32) if self.task.vector_reward else np.zeros(n)
+        rewards = np.zeros((n, self.reward_dim), np.float32) if self.task.vector_reward else np.zeros(n)
         terminated, truncated = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
         infos: dict[str, Any] = {}
         if active.size:
