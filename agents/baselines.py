@@ -49,6 +49,8 @@ class StandardDosingPolicy:
     - single-drug ids: ``env.unwrapped.dose_to_action(mg)`` applied to each patient's
       ``info["standard_dose_mg"]`` (mg per interval): the continuous action
       ``2 * mg / dose_max_mg - 1`` or, for ``-Discrete`` ids, the nearest dose level;
+    - regimen ids: ``env.unwrapped.regimen_to_action(mg, h, draw=False)``: the label dose at the
+      label interval (``info["standard_interval_h"]``), no levels;
     - combination ids: ``env.unwrapped.conventional_action(observation)`` per patient:
       paclitaxel 175 mg/m2 + carboplatin AUC 6 mg*min/mL, -20 % after an observed grade-4 nadir.
 
@@ -63,8 +65,9 @@ class StandardDosingPolicy:
         self.env_id = check_env_id(env_id)
         self._env = gym.make(env_id, **env_kwargs).unwrapped
         self._combination = hasattr(self._env, "conventional_action")
-        if not self._combination and not hasattr(self._env, "dose_to_action"):
-            raise ValueError(f"{env_id!r} exposes neither dose_to_action nor conventional_action")
+        self._regimen = hasattr(self._env, "regimen_to_action")
+        if not (self._combination or self._regimen or hasattr(self._env, "dose_to_action")):
+            raise ValueError(f"{env_id!r} exposes none of dose_to_action, regimen_to_action, conventional_action")
 
     def __call__(self, observations: np.ndarray, infos: dict[str, Any]) -> np.ndarray:
         observations = np.asarray(observations)
@@ -74,7 +77,12 @@ class StandardDosingPolicy:
             if "standard_dose_mg" not in infos:
                 raise ValueError("StandardDosingPolicy needs infos['standard_dose_mg'] (single-drug PKDose ids), "
                                  f"got keys {sorted(k for k in infos if not k.startswith('_'))}")
-            rows = [self._env.dose_to_action(float(mg)) for mg in np.asarray(infos["standard_dose_mg"])]
+            doses = np.asarray(infos["standard_dose_mg"], dtype=float)
+            if self._regimen:  # the label dose at the label interval, no levels
+                intervals = np.asarray(infos["standard_interval_h"], dtype=float)
+                rows = [self._env.regimen_to_action(mg, tau, draw=False) for mg, tau in zip(doses, intervals)]
+            else:
+                rows = [self._env.dose_to_action(float(mg)) for mg in doses]
         return np.asarray(rows)
 
     def __repr__(self) -> str:
@@ -116,8 +124,8 @@ class RandomPolicy:
     """
 
     def __init__(self, action_space: gym.Space, seed: int = 0):
-        if not isinstance(action_space, (gym.spaces.Box, gym.spaces.Discrete)):
-            raise ValueError(f"action_space must be a Box or Discrete space, got {action_space!r}")  # noqa: TRY004 (project convention)
+        if not isinstance(action_space, (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete)):
+            raise ValueError(f"action_space must be a Box, Discrete or MultiDiscrete space, got {action_space!r}")  # noqa: TRY004 (project convention)
         self.action_space = action_space
         self.seed = int(seed)
         self.rng = np.random.default_rng(self.seed)
@@ -127,6 +135,8 @@ class RandomPolicy:
         space = self.action_space
         if isinstance(space, gym.spaces.Discrete):
             return space.start + self.rng.integers(0, space.n, size=n)
+        if isinstance(space, gym.spaces.MultiDiscrete):
+            return space.start + self.rng.integers(0, space.nvec, size=(n, *space.shape))
         return self.rng.uniform(space.low, space.high, size=(n, *space.shape)).astype(space.dtype)
 
     def __repr__(self) -> str:

@@ -149,10 +149,13 @@ def _plot_pareto(points, conventional: EvaluationResult, path: Path) -> None:
 
 
 def _tables(results: list[EvaluationResult]) -> str:
-    """One table for the single-drug ids and one for the combination (their metrics differ)."""
-    single = [r for r in results if r.env_id != COMBINATION_ID]
+    """One table each for the single-drug ids, the regimen ids and the combination (their metrics differ)."""
+    import pk_envs
+
+    regimen = [r for r in results if r.env_id in pk_envs.REGIMEN_IDS]
+    single = [r for r in results if r.env_id != COMBINATION_ID and r not in regimen]
     combination = [r for r in results if r.env_id == COMBINATION_ID]
-    return "\n\n".join(results_table(group) for group in (single, combination) if group) + "\n"
+    return "\n\n".join(results_table(group) for group in (single, regimen, combination) if group) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.baselines import SB3Policy
-from agents.evaluate import OBJECTIVE_RESPONSE_CODES, WINDOW_EFFICACY, evaluate_policy
+from agents.evaluate import OBJECTIVE_RESPONSE_CODES, evaluate_policy
 
 #: Seeds of the validation cohort (checked during training); the held-out test cohort starts
 #: at TEST_SEED. Training environments use seeds below 1,000,000, so the cohorts are unseen.
@@ -43,15 +43,18 @@ class DosingMetricsCallback(BaseCallback):
         self._in_window, self._steps, self._toxic = np.zeros(n), np.zeros(n), np.zeros(n, bool)
         target = self.training_env.get_attr("target")[0] if self.training_env.has_attr("target") else None
         self._toxic_above = None if target is None else float(target.toxic_above)
+        # in the window = efficacy >= 0.5 (see SingleDrugEnv); read off the exposure, as evaluate does
+        self._low, self._high = (None, None) if target is None else (float(target.low), float(target.high))
 
     def _push(self, key: str, value: float) -> None:
         self._episodes.setdefault(key, deque(maxlen=self.window)).append(float(value))
 
     def _on_step(self) -> bool:
         for i, (info, done) in enumerate(zip(self.locals["infos"], self.locals["dones"])):
-            if "efficacy" in info:  # single drug
-                self._steps[i] += 1
-                self._in_window[i] += info["efficacy"] >= WINDOW_EFFICACY
+            if "efficacy" in info:  # single drug; regimen ids weight each interval by its hours
+                hours = float(info.get("interval_h", 1.0))
+                self._steps[i] += hours
+                self._in_window[i] += hours * (self._low <= info["exposure"] <= self._high)
                 self._toxic[i] |= bool(info["event"]) or bool(info["exposure"] > self._toxic_above)
             if not done:
                 continue

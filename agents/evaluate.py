@@ -15,7 +15,8 @@ Per-patient figures (all from ``info`` and the rewards; no simulator internals):
 | ``return`` | sum of scalar rewards (absent for ``-MO`` ids) | reward |
 | ``return_<objective>`` | sum of each objective: ``efficacy`` / ``response`` and ``neg_toxicity`` | ``info["objectives"]`` |
 | ``steps`` | intervals (cycles) given | |
-| single drug: ``in_window_fraction`` | fraction of intervals whose true exposure lies in the target window: ``efficacy >= 0.5`` (efficacy is 0.5 exactly at the window's edges, see SingleDrugEnv) | ``info["efficacy"]`` |
+| single drug: ``in_window_fraction`` | fraction of intervals whose true exposure lies in the target window ``[target.low, target.high]`` (where efficacy >= 0.5, see SingleDrugEnv); regimen ids: fraction of treatment hours, each interval weighted by its length | ``info["exposure"]``, ``info["interval_h"]`` |
+| regimen ids: ``levels_drawn`` | drug levels drawn over the course | ``info["level_drawn"]`` |
 | single drug: ``toxic_exposure`` | 1 if any interval's true exposure exceeded the drug's toxic threshold (``env.target.toxic_above``: the window's upper end for vancomycin, phenytoin, mycophenolate, theophylline; 188 mg/L trough for pembrolizumab) or a serious event occurred | ``info["exposure"]``, ``info["event"]`` |
 | single drug: ``serious_event`` | 1 if a serious toxicity event ended the course (vancomycin AKI, phenytoin/theophylline peak > 40 mg/L) | ``info["event"]`` |
 | single drug: ``cumulative_dose_mg`` | total dose, mg | ``info["dose_mg"]`` |
@@ -38,8 +39,6 @@ import numpy as np
 
 from agents.baselines import Policy, check_env_id, reset_policy
 
-#: In-window efficacy threshold: exp(-ln2 * x^2) = 0.5 at |x| = 1, the window's edges.
-WINDOW_EFFICACY = 0.5
 OBJECTIVE_RESPONSE_CODES = (0, 1)  # RECIST CR, PR
 PROGRESSION_CODE = 3
 
@@ -186,7 +185,13 @@ def _run_batch(envs: gym.vector.VectorEnv, policy, seeds: list[int]) -> dict[str
             add("cumulative_paclitaxel_mg_m2", infos["paclitaxel_mg_m2"], live)
             add("cumulative_carboplatin_auc", infos["carboplatin_auc"], live)
         else:
-            add("intervals_in_window", np.asarray(infos["efficacy"]) >= WINDOW_EFFICACY, live)
+            # regimen ids: intervals of different lengths, weighted by their hours
+            hours = np.asarray(infos["interval_h"], dtype=float) if "interval_h" in infos else np.ones(n)
+            exposure = np.asarray(infos["exposure"], dtype=float)
+            add("hours_in_window", hours * ((exposure >= target.low) & (exposure <= target.high)), live)
+            add("hours", hours, live)
+            if "level_drawn" in infos:
+                add("levels_drawn", np.asarray(infos["level_drawn"], dtype=float), live)
             add("serious_event", np.asarray(infos["event"], dtype=float), live)
             toxic = np.asarray(infos["event"], bool) | (np.asarray(infos["exposure"]) > target.toxic_above)
             add("toxic_intervals", toxic, live)
@@ -198,6 +203,6 @@ def _run_batch(envs: gym.vector.VectorEnv, policy, seeds: list[int]) -> dict[str
             add("grade4_neutropenia", np.asarray(infos["grade4_events"]) > 0, ending)
         done |= ending
     if not combination:
-        acc["in_window_fraction"] = acc.pop("intervals_in_window") / acc["steps"]
+        acc["in_window_fraction"] = acc.pop("hours_in_window") / acc.pop("hours")
         acc["toxic_exposure"] = (acc.pop("toxic_intervals") > 0).astype(float)
     return acc

@@ -18,7 +18,7 @@ from agents.baselines import FixedDosePolicy, Policy, RandomPolicy, StandardDosi
 from agents.evaluate import EvaluationResult, markdown_header
 
 #: Metrics shown in tables, per environment family (those present in a result are shown).
-SINGLE_KEYS = ["return", "in_window_fraction", "toxic_exposure", "serious_event", "cumulative_dose_mg"]
+SINGLE_KEYS = ["return", "in_window_fraction", "toxic_exposure", "serious_event", "levels_drawn", "cumulative_dose_mg"]
 COMBINATION_KEYS = ["return", "objective_response", "grade4_neutropenia", "progression",
                     "cumulative_paclitaxel_mg_m2", "cumulative_carboplatin_auc"]
 
@@ -26,18 +26,29 @@ COMBINATION_KEYS = ["return", "objective_response", "grade4_neutropenia", "progr
 def baseline_policies(env_id: str, seed: int = 0) -> dict[str, Policy]:
     """Standard dosing, MIPD and oracle (single-drug ids), no drug, maximum dose, random."""
     from agents.model_based import MIPDPolicy, OraclePolicy
+    from agents.regimen_policies import MIPDRegimenPolicy, OracleRegimenPolicy
 
     env = gym.make(env_id)
     space = env.action_space
     discrete = isinstance(space, gym.spaces.Discrete)
     single = hasattr(env.unwrapped, "dose_to_action")
+    regimen = hasattr(env.unwrapped, "regimen_to_action")
     env.close()
     policies: dict[str, Policy] = {"standard dosing": StandardDosingPolicy(env_id)}
     if single:
         policies["MIPD (PK-VAE encoder)"] = MIPDPolicy(env_id)
         policies["oracle (true latent)"] = OraclePolicy(env_id)
-    policies["no drug"] = FixedDosePolicy(0 if discrete else np.full(space.shape, -1.0, np.float32))
-    policies["maximum dose"] = FixedDosePolicy(space.n - 1 if discrete else np.ones(space.shape, np.float32))
+    if regimen:
+        policies["MIPD, 2 levels (CT PK-VAE encoder)"] = MIPDRegimenPolicy(env_id)
+        policies["oracle (true latent)"] = OracleRegimenPolicy(env_id)
+    if isinstance(space, gym.spaces.MultiDiscrete):  # regimen: dose level, interval, draw
+        lowest, highest = np.zeros(space.shape, np.int64), space.nvec - 1
+    elif discrete:
+        lowest, highest = 0, space.n - 1
+    else:
+        lowest, highest = np.full(space.shape, -1.0, np.float32), np.ones(space.shape, np.float32)
+    policies["no drug"] = FixedDosePolicy(lowest)
+    policies["maximum dose"] = FixedDosePolicy(highest)
     policies["random"] = RandomPolicy(space, seed=seed)
     return policies
 

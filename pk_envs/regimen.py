@@ -92,7 +92,7 @@ class RegimenEnv(TaskEnv):
 
     `info`: `covariates`, `z`, `time_h`, `doses_given`, `levels_drawn`, `standard_dose_mg`,
     `standard_interval_h`, `clip_count` at reset and every step; after a step `dose_mg`,
-    `interval_h`, `infusion_h`, `level_drawn`, `level_mg_l`, `exposure`, `efficacy`, `toxicity`,
+    `interval_h`, `infusion_h`, `level_drawn`, `level_mg_l`, `level_blq` (below the LLOQ), `exposure`, `efficacy`, `toxicity`,
     `objectives`, `event`, `event_risk`, `peak_mg_l`, `trough_mg_l`, `clipped`, `beyond_trained_gap`.
 
     ## Arguments

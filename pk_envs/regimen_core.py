@@ -30,6 +30,7 @@ from pk_envs._common import (
 from pk_envs.single_drug_core import OBS_CAP, SPECS
 from vae_simulator.covariates import Covariates
 from vae_simulator.ct_simulator import CTPatientSimulator, EventSimulator, EventState
+from vae_simulator.exposure import profile_exposure
 from vae_simulator.groundtruth import get_model
 from vae_simulator.irregular import HORIZON_H, INTERVAL_OPTIONS_H
 
@@ -300,9 +301,7 @@ class RegimenTask:
         # the interval's first point just after the dose (the state holds it): continuous profiles
         times = now[:, None] + np.maximum(duration[:, None] * self.fractions[None, :], FIRST_POINT_H)
         conc = self.sim.concentrations(state, times)
-        # trapezoids on the uniform fraction grid
-        auc = duration * (0.5 * (conc[:, 0] + conc[:, -1]) + conc[:, 1:-1].sum(axis=1)) / EXPOSURE_POINTS
-        exposure = self._exposure(conc, auc, duration)
+        exposure = profile_exposure(conc, duration, self.target.metric, self.target.threshold_mg_l)
         efficacy = window_efficacy(exposure, self.target.low, self.target.high) * duration / 24.0
         peak = conc.max(axis=1)
         if self.event_spec.event_risk is not None:
@@ -315,7 +314,7 @@ class RegimenTask:
         event = c.event_u[rows, k] < hazard
         toxicity = toxicity + event
         normals = c.normals[rows, k]
-        measured, _ = self.sim.observe(conc[:, -1:], ReplayNormals(normals[:, :1], normals[:, 1:]))
+        measured, blq = self.sim.observe(conc[:, -1:], ReplayNormals(normals[:, :1], normals[:, 1:]))
         drawn = draw & ~event
         c.state.put(rows, state)
         c.doses_mg[rows, k], c.intervals_h[rows, k], c.exposure[rows, k] = dose, duration, exposure
@@ -331,24 +330,11 @@ class RegimenTask:
         truncated = (end >= self.spec.course_h - 1e-9) | beyond_gap | (k + 1 >= self.horizon)
         return {"objectives": objectives, "terminated": event, "truncated": truncated & ~event,
                 "info": {"dose_mg": dose, "interval_h": duration, "infusion_h": infusion, "level_drawn": drawn,
-                         "level_mg_l": np.where(drawn, measured[:, 0], 0.0), "exposure": exposure,
+                         "level_mg_l": np.where(drawn, measured[:, 0], 0.0), "level_blq": drawn & blq[:, 0],
+                         "exposure": exposure,
                          "efficacy": efficacy, "toxicity": toxicity, "objectives": objectives, "event": event,
                          "event_risk": hazard, "peak_mg_l": peak, "trough_mg_l": conc[:, -1], "clipped": clipped,
                          "beyond_trained_gap": beyond_gap, **self.patient_info(c, rows)}}
-
-    def _exposure(self, conc: np.ndarray, auc: np.ndarray, duration: np.ndarray) -> np.ndarray:
-        """The target metric of each interval (its unit: ``target.unit``)."""
-        metric = self.target.metric
-        if metric == "auc24":
-            return auc * 24.0 / duration
-        if metric == "cavg":
-            return auc / duration
-        if metric == "trough":
-            return conc[:, -1]
-        if metric == "peak":
-            return conc.max(axis=1)
-        raise ValueError(f"{self.drug}: regimen environments support auc24, cavg, trough and peak targets, "
-                         f"not {metric!r}")
 
     def rewards(self, objectives: np.ndarray) -> np.ndarray:
         """``(n, 3)`` float32 vectors, or ``(n,)`` ``w0 * efficacy - w1 * toxicity - level_cost * levels``."""

@@ -32,6 +32,11 @@ class RegimenVectorEnv(TaskVectorEnv):
     def drug(self) -> str:
         return self.task.drug
 
+    @property
+    def target(self):
+        """The drug's therapeutic window (:class:`~vae_simulator.groundtruth.base.ExposureTarget`)."""
+        return self.task.target
+
     def _to_doses(self, actions, n: int):
         return self.task.actions.decode(actions, n)
 

@@ -90,14 +90,21 @@ def _batch(covariates, events: DosingEvents, query_h=None, samples=None) -> dict
 
 
 @torch.no_grad()
+def posterior(model: CTPKVAE, covariates: np.ndarray, events: DosingEvents, samples: tuple[np.ndarray, ...]
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The encoder's posterior mean and SD of z, ``(n, d)`` each, from ``samples = (times h, conc mg/L,
+    below-LLOQ flags, mask)``, each ``(n, S)`` (masked entries: any valid time), and the dosing events."""
+    mean, logvar = model.encode(_batch(covariates, events, samples=samples), torch.as_tensor(samples[3]))
+    return mean.numpy().astype(float), np.exp(0.5 * logvar.numpy()).astype(float)
+
+
 def infer(model: CTPKVAE, table: TableEvents, covariates: np.ndarray) -> Cohort:
     """Encoder posterior of every patient of ``table`` (covariates ``(n, C)``, table order)."""
     samples = _samples(table)
-    mean, logvar = model.encode(_batch(covariates, table.events, samples=samples), torch.as_tensor(samples[3]))
+    z_mean, z_sd = posterior(model, covariates, table.events, samples)
     last_dose = np.where(table.events.mask, table.events.times_h, -np.inf).max(1)
     last_sample = np.where(samples[3], samples[0], -np.inf).max(1)
-    return Cohort(table, covariates, np.maximum(last_dose, last_sample), mean.numpy().astype(float),
-                  np.exp(0.5 * logvar.numpy()).astype(float))
+    return Cohort(table, covariates, np.maximum(last_dose, last_sample), z_mean, z_sd)
 
 
 def extend(events: DosingEvents, start_h: np.ndarray, interval_h: float, amounts_mg: np.ndarray, n_doses: int,

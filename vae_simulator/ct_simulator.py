@@ -14,7 +14,7 @@ contract; :class:`CTPatientSimulator` (the continuous-time PK-VAE) and
 Times are h from the start of the episode; a patient's doses must come in time order, within the
 trained horizon and gap (:class:`~vae_simulator.events.EventLimits`), amounts within
 ``[0, dose_max_mg]``, infusion lengths within ``infusion_range_h``; concentrations are asked for
-after the patient's last dose (the decoder's state is that after it). Anything else is a
+strictly after the patient's last dose (the decoder's state is that after it). Anything else is a
 ValueError naming the value and the allowed range.
 
 The PK-VAE state is the decoder's GRU state after the last dose, advanced one event at a time
@@ -157,7 +157,9 @@ def _check_times(state: EventState, limits: EventLimits, times_h) -> np.ndarray:
     if not np.all(np.isfinite(q)):
         raise ValueError("times_h must be finite")
     dosed = ~np.isnan(state.last_h)[:, None]
-    checks = [(dosed & (q < state.last_h[:, None]), "is before the patient's last dose (ask before dosing)"),
+    # at the dose time itself the state already holds the dose: a pre-dose level is asked before giving it
+    checks = [(dosed & (q <= state.last_h[:, None]),
+               "is at or before the patient's last dose (ask for a pre-dose level before giving the dose)"),
               (dosed & (q - state.first_h[:, None] > limits.horizon_h + 1e-9),
                f"is beyond the trained horizon of {limits.horizon_h:g} h after the first dose"),
               (dosed & (q - state.last_h[:, None] > limits.max_gap_h + 1e-9),
@@ -220,9 +222,13 @@ class CTPatientSimulator:
 
     def sample_patients(self, n: int, rng: np.random.Generator) -> EventPatients:
         cov = Covariates.sample(n, rng).as_array()
-        mean = self.stepper.scale_covariates(cov) @ self._pop_weight.T + self._pop_bias
+        mean = self.typical_latent(cov)
         z = mean + rng.standard_normal(mean.shape) @ self._pop_chol.T
         return EventPatients(cov, np.clip(z, self.latent_low, self.latent_high))
+
+    def typical_latent(self, covariates: np.ndarray) -> np.ndarray:
+        """The fitted latent population's mean ``z (n, d)`` given covariates ``(n, C)`` (a-priori patients)."""
+        return self.stepper.scale_covariates(covariates) @ self._pop_weight.T + self._pop_bias
 
     def make_patients(self, covariates: np.ndarray, z: np.ndarray) -> EventPatients:
         """Pinned patients ``(n, C)`` / ``(n, d)``; z of another shape, not finite or outside the range refused."""

@@ -146,3 +146,31 @@ def _check_profiles(conc: np.ndarray, grid_h: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(conc)) or np.any(conc < 0):
         raise ValueError("concentrations must be finite and >= 0")
     return conc
+
+
+def profile_exposure(conc: np.ndarray, duration_h: np.ndarray, metric: str,
+                     threshold_mg_l: float | None = None) -> np.ndarray:
+    """One exposure per row of intervals of different lengths, ``(n,)`` (units in ExposureTarget).
+
+    ``conc (n, P + 1)``: each row's profile at ``P + 1`` equally spaced times from its dose (start)
+    to its end, ``duration_h (n,)`` h later (the regimens' intervals, which differ per patient).
+    """
+    c = np.asarray(conc, dtype=float)
+    duration = np.asarray(duration_h, dtype=float)
+    if c.ndim != 2 or c.shape[1] < 2 or duration.shape != (c.shape[0],):
+        raise ValueError(f"conc must be (n, P + 1) with P >= 1 and duration_h (n,), got {c.shape} and {duration.shape}")
+    if not (np.all(np.isfinite(c)) and np.all(c >= 0) and np.all(np.isfinite(duration)) and np.all(duration > 0)):
+        raise ValueError("profiles must be finite and >= 0, durations finite and > 0")
+    dt = (duration / (c.shape[1] - 1))[:, None]
+    if metric in ("auc_interval", "auc24", "cavg"):
+        auc = _auc(c, dt)
+        return {"auc_interval": auc, "auc24": auc * 24.0 / duration, "cavg": auc / duration}[metric]
+    if metric == "trough":
+        return c[:, -1]
+    if metric == "peak":
+        return c.max(axis=1)
+    if metric == "time_above":
+        if threshold_mg_l is None:
+            raise ValueError("metric 'time_above' needs threshold_mg_l")
+        return _time_above(c, dt, threshold_mg_l)
+    raise ValueError(f"unknown exposure metric {metric!r}; known: {', '.join(METRICS)}")
