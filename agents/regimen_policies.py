@@ -11,8 +11,9 @@ window's geometric centre, where the environments' efficacy peaks.
 
 - :class:`MIPDRegimenPolicy`: Bayesian TDM as a clinic runs it. A-priori dosing from the
   covariates (the fitted latent population's mean) until the first level; then the PK-VAE
-  encoder's posterior mean of ``z`` from every level so far and the dosing events. Levels are
-  drawn at the doses ``level_doses`` (default the 2nd and 4th: two troughs per course).
+  encoder's posterior mean of ``z`` from every level so far and the dosing events, optionally
+  refined by MAP on the decoder (``map_steps``). Levels are drawn at the doses ``level_doses``
+  (default the 2nd and 4th: two troughs per course).
 - :class:`OraclePolicy`-like :class:`OracleRegimenPolicy`: the same optimiser with the patient's
   true latent, no levels (an upper reference of the optimiser, not of the task).
 
@@ -27,7 +28,7 @@ import gymnasium as gym
 import numpy as np
 
 from agents.baselines import check_env_id
-from vae_simulator.ct_mipd import posterior
+from vae_simulator.ct_mipd import map_refine, posterior
 from vae_simulator.ct_simulator import CTPatientSimulator
 from vae_simulator.dosing import DoseTarget
 from vae_simulator.events import DosingEvents
@@ -139,10 +140,12 @@ class MIPDRegimenPolicy(_RegimenDosing):
         **env_kwargs: constructor arguments of the evaluated environment.
     """
 
-    def __init__(self, env_id: str, level_doses: tuple[int, ...] = (2, 4), **env_kwargs: Any):
+    def __init__(self, env_id: str, level_doses: tuple[int, ...] = (2, 4), map_steps: int = 0, **env_kwargs: Any):
         if not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 1 for k in level_doses):
             raise ValueError(f"level_doses must be dose numbers >= 1, got {level_doses!r}")
-        self.level_doses = tuple(int(k) for k in level_doses)
+        if isinstance(map_steps, bool) or not isinstance(map_steps, (int, np.integer)) or map_steps < 0:
+            raise ValueError(f"map_steps must be an integer >= 0, got {map_steps!r}")
+        self.level_doses, self.map_steps = tuple(int(k) for k in level_doses), int(map_steps)
         super().__init__(env_id, **env_kwargs)
 
     def _draw(self, given: np.ndarray) -> np.ndarray:
@@ -160,11 +163,14 @@ class MIPDRegimenPolicy(_RegimenDosing):
                 for j, (t, value, below) in enumerate(self._levels[i]):
                     times[r, j], conc[r, j], blq[r, j], mask[r, j] = t, value, below, True
                 times[r, len(self._levels[i]):] = self._levels[i][-1][0]  # padding: a valid, masked time
-            z[seen], _ = posterior(self.sim.model, covariates[seen], self._events(picked), (times, conc, blq, mask))
+            samples, events = (times, conc, blq, mask), self._events(picked)
+            z[seen], _ = posterior(self.sim.model, covariates[seen], events, samples)
+            if self.map_steps:
+                z[seen] = map_refine(self.sim.model, z[seen], covariates[seen], events, samples, steps=self.map_steps)
         return z
 
     def __repr__(self) -> str:
-        return f"MIPDRegimenPolicy({self.env_id!r}, level_doses={self.level_doses})"
+        return f"MIPDRegimenPolicy({self.env_id!r}, level_doses={self.level_doses}, map_steps={self.map_steps})"
 
 
 class OracleRegimenPolicy(_RegimenDosing):
