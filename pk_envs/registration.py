@@ -1,4 +1,4 @@
-"""Environment ids: ``PKDose/<Drug><variant>-v0``, one row per drug and variant (table in pk_envs)."""
+"""Environment ids: ``PKDose/<Drug><variant>-v<version>``, one row per drug, variant and version (table in pk_envs)."""
 
 from __future__ import annotations
 
@@ -23,12 +23,16 @@ def env_id(name: str, variant: str = "", version: int = 0) -> str:
     return f"{NAMESPACE}/{name}{variant}-v{version}"
 
 
+#: Version -> constructor arguments of the single-drug ids (SingleDrugEnv's Version History)
+SINGLE_DRUG_VERSIONS: dict[int, dict] = {0: {"decoder": "interval"}, 1: {"decoder": "continuous"}}
+
+
 def register_variants(name: str, entry_point: str, vector_entry_point: str, variants: dict[str, dict],
-                      max_episode_steps: int, base_kwargs: dict) -> list[str]:
+                      max_episode_steps: int, base_kwargs: dict, version: int = 0) -> list[str]:
     """Register ``name`` with each variant (skipping ids already registered); returns the ids."""
     ids = []
     for suffix, kwargs in variants.items():
-        env = env_id(name, suffix)
+        env = env_id(name, suffix, version)
         if env not in gym.registry:
             # Gymnasium's passive checker wants scalar rewards; MO ids turn it off as mo_gym.make does
             gym.register(env, entry_point=entry_point, vector_entry_point=vector_entry_point,
@@ -41,8 +45,9 @@ def register_variants(name: str, entry_point: str, vector_entry_point: str, vari
 def register_single_drug_envs() -> list[str]:
     """Register every single-drug id (weights are loaded only when an environment is made)."""
     ids = []
-    for drug, spec in SPECS.items():
-        ids += register_variants(spec.name, "pk_envs.single_drug:SingleDrugEnv",
-                                 "pk_envs.single_drug_vector:SingleDrugVectorEnv", SINGLE_DRUG_VARIANTS,
-                                 spec.course_intervals, {"drug": drug})
+    for version, version_kwargs in SINGLE_DRUG_VERSIONS.items():
+        for drug, spec in SPECS.items():
+            ids += register_variants(spec.name, "pk_envs.single_drug:SingleDrugEnv",
+                                     "pk_envs.single_drug_vector:SingleDrugVectorEnv", SINGLE_DRUG_VARIANTS,
+                                     spec.course_intervals, {"drug": drug, **version_kwargs}, version)
     return ids

@@ -114,13 +114,17 @@ class SingleDrugEnv(TaskEnv):
        Neurocrit Care 2005, via secondary sources); theophylline peak above 40 mg/L (seizures at
        40-60 mg/L in chronic overdose, Theo-24 label). Mycophenolate and pembrolizumab: none.
     2. Truncation: the course is complete (registered `max_episode_steps`, also enforced by the
-       environment itself: it never simulates beyond the decoder's training horizon).
+       environment itself: it never simulates beyond the decoder's training horizon); or (v1) a
+       held dose would leave the patient longer without a dose than the continuous-time decoder
+       was trained on (`sim.max_held_intervals` holds in a row after a dose: vancomycin 7,
+       mycophenolate 1, phenytoin 1, theophylline 3, pembrolizumab 3): that interval is not
+       simulated (zero objectives, nothing observed) and `info["beyond_trained_gap"]` is True.
 
     `info` carries the ground truth: `covariates` (raw units), `z`, `standard_dose_mg`,
     `interval`, `clip_count` (at reset and every step), and after a step `dose_mg`, `exposure`,
     `efficacy`, `toxicity`, `objectives`, `event`, `event_risk` (the interval's event
     probability), `peak_mg_l`, `conc_mg_l` (true profile on `sim.grid_h`), `samples_mg_l`,
-    `sample_missing`, `clipped`.
+    `sample_missing`, `clipped`, `beyond_trained_gap`.
 
     ## Arguments
 
@@ -133,6 +137,7 @@ class SingleDrugEnv(TaskEnv):
     | Parameter | Type | Default | Description |
     |---|---|---|---|
     | `drug` | **str** | `"vancomycin"` | one of `SINGLE_DRUGS`, its shipped PK-VAE is loaded (default: the simulator's) |
+    | `decoder` | **str** | `"interval"` | the shipped PK-VAE: `"interval"` (v0 ids) or `"continuous"` (v1 ids) |
     | `simulator` | **PatientSimulator** | `None` | use this simulator (`vae_simulator.interface.PatientSimulator`, e.g. a `PKSimulator`) instead of the shipped one |
     | `discrete` | **bool** | `False` | discrete dose levels instead of a continuous dose |
     | `vector_reward` | **bool** | `False` | return `[efficacy, -toxicity]` (MO-Gymnasium) |
@@ -159,19 +164,24 @@ class SingleDrugEnv(TaskEnv):
 
     ## Version History
 
-    * v0: Initial version.
+    * v0: Initial version: patients from the interval-grid PK-VAE (`decoder="interval"`).
+    * v1: patients from the continuous-time PK-VAE stepped on the same schedule
+      (`decoder="continuous"`, :class:`vae_simulator.ct_interval.CTIntervalSimulator`): the same
+      spaces and rewards; assays with the decoder's linear-scale proportional + additive error,
+      results below the LLOQ read LLOQ/2; a hold beyond the longest gap the decoder was trained
+      on truncates the episode (`info["beyond_trained_gap"]`).
     """
 
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 4}
 
     def __init__(self, drug: str | None = None, *, simulator: PatientSimulator | None = None,
-                 discrete: bool = False, vector_reward: bool = False, reward_weights=(1.0, 1.0),
+                 decoder: str = "interval", discrete: bool = False, vector_reward: bool = False, reward_weights=(1.0, 1.0),
                  full_observation: bool = False, noise_scale: float = 1.0, missing_prob: float = 0.0,
                  iiv_scale: float = 1.0, n_intervals: int | None = None, dose_history: int = 4,
                  render_mode: str | None = None):
         if simulator is None and drug is None:
             drug = "vancomycin"
-        self._setup(SingleDrugTask(drug, simulator=simulator, discrete=discrete, vector_reward=vector_reward,
+        self._setup(SingleDrugTask(drug, simulator=simulator, decoder=decoder, discrete=discrete, vector_reward=vector_reward,
                                    reward_weights=reward_weights, full_observation=full_observation,
                                    noise_scale=noise_scale, missing_prob=missing_prob, iiv_scale=iiv_scale,
                                    n_intervals=n_intervals, dose_history=dose_history), render_mode)
@@ -179,6 +189,11 @@ class SingleDrugEnv(TaskEnv):
     @property
     def drug(self) -> str:
         return self.task.drug
+
+    @property
+    def decoder(self) -> str:
+        """Which PK-VAE the patients come from: ``"interval"``, ``"continuous"`` or ``"custom"`` (a given simulator)."""
+        return self.task.decoder
 
     @property
     def target(self):

@@ -86,13 +86,36 @@ def spec_for(sim: PatientSimulator) -> DrugSpec:
     return DrugSpec(sim.drug.title(), hi, hi / 8.0, int(sim.max_intervals))
 
 
+#: ``decoder`` argument -> the PK-VAE a single-drug environment's patients come from
+DECODERS = ("interval", "continuous")
+
+
 @cache
-def load_simulator(drug: str) -> PKSimulator:
-    """The shipped PK-VAE of ``drug`` (loaded once per process; FileNotFoundError if not trained yet)."""
+def load_simulator(drug: str, decoder: str = "interval") -> PatientSimulator:
+    """The shipped PK-VAE of ``drug`` (loaded once per process; FileNotFoundError if not trained yet).
+
+    ``decoder``: ``"interval"`` the interval-grid decoder (``-v0`` ids), ``"continuous"`` the
+    continuous-time decoder stepped on the same schedule (``-v1`` ids,
+    :class:`~vae_simulator.ct_interval.CTIntervalSimulator`).
+    """
     if drug not in SINGLE_DRUGS:
         raise ValueError(f"unknown single drug {drug!r}; single-drug environments exist for "
                          f"{', '.join(SINGLE_DRUGS)}")
+    if decoder == "continuous":
+        from vae_simulator.ct_interval import CTIntervalSimulator
+
+        return CTIntervalSimulator(drug=drug)
+    if decoder != "interval":
+        raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
     return PKSimulator.from_pretrained(drug)
+
+
+def decoder_of(sim: PatientSimulator) -> str:
+    """``"interval"`` (a PKSimulator), ``"continuous"`` (a CTIntervalSimulator) or ``"custom"``."""
+    from vae_simulator.ct_interval import CTIntervalSimulator
+
+    return "interval" if isinstance(sim, PKSimulator) else "continuous" if isinstance(sim, CTIntervalSimulator) \
+        else "custom"
 
 
 def has_shipped_weights(drug: str) -> bool:
@@ -119,6 +142,7 @@ class Cohort:
     missing: np.ndarray        # (N, K, M) bool
     event: np.ndarray          # (N,) a serious toxicity event ended the episode
     clip_count: np.ndarray     # (N,) actions clipped this episode
+    held: np.ndarray           # (N,) doses held in a row since the last dose given (0 before any)
     normals: np.ndarray        # (N, K, M) assay-noise normals drawn at reset
     missing_u: np.ndarray      # (N, K, M) uniforms: sample missing if < missing_prob
     event_u: np.ndarray        # (N, K) uniforms: event if < hazard
@@ -131,20 +155,23 @@ class SingleDrugTask:
     #: info keys about the patient, reported at reset and every step
     PATIENT_KEYS = ("covariates", "z", "interval", "standard_dose_mg", "clip_count")
 
-    def __init__(self, drug: str | None = None, *, simulator: PatientSimulator | None = None, discrete: bool = False,
+    def __init__(self, drug: str | None = None, *, simulator: PatientSimulator | None = None,
+                 decoder: str = "interval", discrete: bool = False,
                  vector_reward: bool = False, reward_weights=(1.0, 1.0), full_observation: bool = False,
                  noise_scale: float = 1.0, missing_prob: float = 0.0, iiv_scale: float = 1.0,
                  n_intervals: int | None = None, dose_history: int = 4):
         if simulator is None:
             if drug is None:
                 raise ValueError(f"give a drug (one of {', '.join(SINGLE_DRUGS)}) or a simulator")
-            simulator = load_simulator(drug)
+            simulator = load_simulator(drug, decoder)
         elif not isinstance(simulator, PatientSimulator):
             raise ValueError(f"simulator must be a PKSimulator or another PatientSimulator "
                              f"(vae_simulator.interface), got {type(simulator).__name__}")
         elif drug is not None and drug != simulator.drug:
             raise ValueError(f"drug {drug!r} does not match the simulator's drug {simulator.drug!r}")
         self.sim = simulator
+        self.decoder = decoder_of(simulator)
+        self.max_held_intervals = simulator.max_held_intervals
         self.drug, self.spec, self.target = self.sim.drug, spec_for(self.sim), self.sim.target
         self.noise_scale = check_finite_at_least("noise_scale", noise_scale)
         self.missing_prob = check_probability("missing_prob", missing_prob)
@@ -239,7 +266,8 @@ class SingleDrugTask:
                       given=z(n, dtype=np.int64), doses_mg=z((n, k)),
                       conc_mg_l=z((n, k, g)),
                       start_mg_l=z(n), exposure=z((n, k)), samples_mg_l=z((n, k, m)), missing=z((n, k, m), bool),
-                      event=z(n, bool), clip_count=z(n, dtype=np.int64), normals=z((n, k, m)),
+                      event=z(n, bool), clip_count=z(n, dtype=np.int64),
+                      held=z(n, dtype=np.int64), normals=z((n, k, m)),
                       missing_u=z((n, k, m)), event_u=z((n, k)), standard_dose_mg=z(n))
 
     def start(self, c: Cohort, rows: np.ndarray, draws: list[dict[str, np.ndarray]]) -> None:
@@ -248,7 +276,7 @@ class SingleDrugTask:
             getattr(c, key)[rows] = np.stack([d[key] for d in draws])
         c.standard_dose_mg[rows] = self.sim.drug_model.standard_dose_mg(Covariates.from_array(c.covariates[rows]))
         c.state[rows], c.decoder_constants[rows] = self.stepper.start(c.covariates[rows], c.z[rows])  # validated
-        for key in ("given", "doses_mg", "conc_mg_l", "start_mg_l", "exposure", "samples_mg_l", "clip_count"):
+        for key in ("given", "doses_mg", "conc_mg_l", "start_mg_l", "exposure", "samples_mg_l", "clip_count", "held"):
             getattr(c, key)[rows] = 0
         c.missing[rows], c.event[rows] = False, False
 
@@ -257,7 +285,14 @@ class SingleDrugTask:
         sim, k = self.sim, c.given[rows]
         if np.any(k >= self.horizon) or np.any(c.event[rows]):
             raise RuntimeError("the episode has ended (course complete or toxicity event); call reset()")
+        held = doses_mg <= 0
+        beyond = np.zeros(len(rows), bool)
+        if self.max_held_intervals is not None:  # the simulator cannot run this hold: truncate before it
+            beyond = held & (c.doses_mg[rows].max(axis=1) > 0) & (c.held[rows] >= self.max_held_intervals)
+        if beyond.any():
+            return self._beyond_trained_gap(c, rows, doses_mg, clipped, beyond)
         conc, log_sigma, c.state[rows] = self.stepper.step(c.state[rows], c.decoder_constants[rows], doses_mg)
+        c.held[rows] = np.where(held, c.held[rows] + 1, 0)
         start = c.start_mg_l[rows]
         exposure = self.exposure(conc, start)
         true_samples = sim.concentration_at(conc, start, self.monitor_h)
@@ -284,7 +319,29 @@ class SingleDrugTask:
                 "info": {"dose_mg": doses_mg, "exposure": exposure, "efficacy": efficacy, "toxicity": toxicity,
                          "objectives": objectives, "event": event, "event_risk": hazard, "peak_mg_l": peak,
                          "conc_mg_l": conc, "samples_mg_l": c.samples_mg_l[rows, k], "sample_missing": missing,
-                         "clipped": clipped, **self.patient_info(c, rows)}}
+                         "clipped": clipped, "beyond_trained_gap": np.zeros(len(rows), bool),
+                         **self.patient_info(c, rows)}}
+
+    def _beyond_trained_gap(self, c: Cohort, rows: np.ndarray, doses_mg: np.ndarray, clipped: np.ndarray,
+                            beyond: np.ndarray) -> dict:
+        """Step ``rows``, of which ``beyond`` hold a dose the simulator was not trained to hold: those
+        are not simulated; their episode is truncated with zero objectives and nothing observed."""
+        out = self.advance(c, rows[~beyond], doses_mg[~beyond], clipped[~beyond]) if (~beyond).any() else None
+        c.clip_count[rows[beyond]] += clipped[beyond]
+        n, g, m = len(rows), self.grid_h.size, self.monitor_h.size
+        result = {"objectives": np.zeros((n, 2)), "terminated": np.zeros(n, bool), "truncated": beyond.copy(),
+                  "info": {"dose_mg": doses_mg.copy(), "exposure": np.zeros(n), "efficacy": np.zeros(n),
+                           "toxicity": np.zeros(n), "objectives": np.zeros((n, 2)), "event": np.zeros(n, bool),
+                           "event_risk": np.zeros(n), "peak_mg_l": np.zeros(n), "conc_mg_l": np.zeros((n, g)),
+                           "samples_mg_l": np.zeros((n, m)), "sample_missing": np.ones((n, m), bool),
+                           "clipped": clipped.copy(), "beyond_trained_gap": beyond.copy(), **self.patient_info(c, rows)}}
+        if out is not None:  # the simulated rows' results in their places
+            ok = ~beyond
+            for key in ("objectives", "terminated", "truncated"):
+                result[key][ok] = out[key]
+            for key, value in out["info"].items():
+                result["info"][key][ok] = value
+        return result
 
     def rewards(self, objectives: np.ndarray) -> np.ndarray:
         """``(n, 2)`` float32 vectors, or ``(n,)`` float64 weighted sums ``w . [efficacy, -toxicity]``."""

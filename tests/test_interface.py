@@ -35,13 +35,14 @@ def simulators() -> dict[str, PatientSimulator]:
                                          "groundtruth-carboplatin": GroundTruthCycleSimulator("carboplatin")}
     if has_shipped_weights("vancomycin"):
         sims["pkvae-vancomycin"] = load_simulator("vancomycin")
+        sims["ct-pkvae-vancomycin"] = load_simulator("vancomycin", "continuous")
     return sims
 
 
 def test_protocol_lists_what_an_environment_may_call():
     assert protocol_members(PatientSimulator) == {
         "drug", "drug_model", "target", "covariate_names", "interval_h", "grid_h", "dose_range_mg", "latent_dim",
-        "latent_chol", "max_intervals", "state_size", "typical_latent", "latent_bounds", "sample_patients",
+        "latent_chol", "max_held_intervals", "max_intervals", "state_size", "typical_latent", "latent_bounds", "sample_patients",
         "make_patients", "initial_state", "step", "concentration_at", "observe", "stepper"}
     assert protocol_members(PatientStepper) == {"dtype", "constants_size", "start", "step"}
     assert not isinstance(object(), PatientSimulator) and not isinstance("vancomycin", PatientSimulator)

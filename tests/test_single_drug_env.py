@@ -7,6 +7,7 @@ shipped, and for the others the clear missing-weights error is tested instead.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import gymnasium as gym
@@ -151,13 +152,14 @@ def test_checkers_pass_on_every_variant_of_the_toy_drug(toy_sim, variant):
 
 
 def test_registry_lists_every_drug_and_variant_with_its_course():
-    assert len(pk_envs.SINGLE_DRUG_IDS) == len(SINGLE_DRUGS) * len(SINGLE_DRUG_VARIANTS) == 25
+    assert len(pk_envs.SINGLE_DRUG_IDS) == len(SINGLE_DRUGS) * len(SINGLE_DRUG_VARIANTS) * 2 == 50
     assert set(SINGLE_DRUGS) <= set(SPECS)
-    for drug in SINGLE_DRUGS:
-        for variant in SINGLE_DRUG_VARIANTS:
-            spec = gym.spec(env_id(SPECS[drug].name, variant))
-            assert spec.kwargs["drug"] == drug and spec.vector_entry_point is not None
-            assert spec.max_episode_steps == SPECS[drug].course_intervals <= TRAIN_INTERVALS[drug]
+    for drug, variant, (version, decoder) in itertools.product(SINGLE_DRUGS, SINGLE_DRUG_VARIANTS,
+                                                               [(0, "interval"), (1, "continuous")]):
+        spec = gym.spec(env_id(SPECS[drug].name, variant, version))
+        assert spec.kwargs["drug"] == drug and spec.kwargs["decoder"] == decoder
+        assert spec.vector_entry_point is not None
+        assert spec.max_episode_steps == SPECS[drug].course_intervals <= TRAIN_INTERVALS[drug]
         assert SPECS[drug].dose_max_mg <= groundtruth.get_model(drug).dose_range_mg[1]
     assert gym.spec("PKDose/Vancomycin-v0").max_episode_steps == 20  # 10 days of q12h
     with pytest.raises(gym.error.Error, match="Aspirin"):
@@ -184,18 +186,23 @@ def _episode_returns(envs, policy: str, steps: int) -> np.ndarray:
     return total
 
 
+@pytest.mark.parametrize("version", [0, 1])
 @pytest.mark.parametrize("drug", SINGLE_DRUGS)
-def test_registered_ids_pass_checkers_and_reward_prefers_label_dose(drug):
+def test_registered_ids_pass_checkers_and_reward_prefers_label_dose(drug, version):
     """Needs the drug's shipped PK-VAE; without it, making the env must say so clearly."""
     name = SPECS[drug].name
-    if not has_shipped_weights(drug):
+
+    def env_id_v(drug_name: str, variant: str = "") -> str:
+        return env_id(drug_name, variant, version)
+
+    if version == 0 and not has_shipped_weights(drug):
         with pytest.raises(FileNotFoundError, match=f"no shipped PK-VAE for '{drug}'.*train.py vae --drug {drug}"):
-            gym.make(env_id(name))
+            gym.make(env_id_v(name))
         return
     for variant, kwargs in SINGLE_DRUG_VARIANTS.items():
-        env = gym.make(env_id(name, variant), render_mode="rgb_array")
+        env = gym.make(env_id_v(name, variant), render_mode="rgb_array")
         _check_all(env, scalar=not kwargs.get("vector_reward"))
-    mo = mo_gym.wrappers.LinearReward(mo_gym.wrappers.MORecordEpisodeStatistics(gym.make(env_id(name, "-MO"))),
+    mo = mo_gym.wrappers.LinearReward(mo_gym.wrappers.MORecordEpisodeStatistics(gym.make(env_id_v(name, "-MO"))),
                                       weight=np.array([1.0, 1.0]))
     mo.reset(seed=0)
     while True:
@@ -203,9 +210,9 @@ def test_registered_ids_pass_checkers_and_reward_prefers_label_dose(drug):
         if terminated or truncated:
             break
     assert info["episode"]["r"].shape == (2,) and info["episode"]["l"] >= 1
-    assert_vector_env_equals_single_envs(env_id(name, "-Hard"), 3, 4)  # exact batching with the real decoder
+    assert_vector_env_equals_single_envs(env_id_v(name, "-Hard"), 3, 4)  # exact batching with the real decoder
     # reward design: over 50 patients the label dose beats holding the drug and the maximum dose
-    envs = gym.make_vec(env_id(name), num_envs=50, vectorization_mode="vector_entry_point")
+    envs = gym.make_vec(env_id_v(name), num_envs=50, vectorization_mode="vector_entry_point")
     horizon = envs.unwrapped.horizon
     returns = {p: _episode_returns(envs, p, horizon).mean() for p in ("zero", "max", "standard")}
     assert returns["standard"] > returns["zero"] and returns["standard"] > returns["max"], returns

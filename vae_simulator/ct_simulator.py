@@ -34,11 +34,10 @@ from vae_simulator.covariates import COVARIATE_NAMES, Covariates
 from vae_simulator.ct_stepper import CTStepper
 from vae_simulator.events import DosingEvents, EventLimits
 from vae_simulator.groundtruth import get_model
+from vae_simulator.interface import LATENT_RANGE_SD
 from vae_simulator.irregular import regimen_limits
+from vae_simulator.simulator import REFERENCE_PATIENTS, REFERENCE_SEED
 from vae_simulator.vae.ct_model import CTPKVAE
-
-#: Pinned latents beyond this many marginal population SDs from the population mean are refused.
-LATENT_RANGE_SD = 6.0
 
 
 @dataclass(frozen=True)
@@ -199,14 +198,17 @@ class CTPatientSimulator:
         self.drug, self.lloq_mg_l = cfg.drug, float(cfg.lloq_mg_l)
         self.limits = EventLimits(cfg.dose_max_mg, tuple(cfg.infusion_range_h), cfg.horizon_h, cfg.max_gap_h)
         pop = model.population
-        # marginal SD of z over the population: residual covariance plus the covariate effects
-        # (scaled covariates have unit variance)
-        marginal = (pop.chol @ pop.chol.T).diagonal() + (pop.weight ** 2).sum(1)
-        self.latent_low = (pop.bias - LATENT_RANGE_SD * marginal.sqrt()).numpy().astype(float)
-        self.latent_high = (pop.bias + LATENT_RANGE_SD * marginal.sqrt()).numpy().astype(float)
         self._pop_weight, self._pop_bias = pop.weight.numpy().astype(float), pop.bias.numpy().astype(float)
-        self._pop_chol = pop.chol.numpy().astype(float)
+        self.latent_chol = pop.chol.numpy().astype(float)  # (d, d) lower Cholesky factor of the residual
         self.stepper = CTStepper(model)
+        # marginal SD of z over a fixed adult cohort, as PKSimulator.latent_bounds: the covariate
+        # regression is ill-conditioned (BSA is a function of WT and HT), so its coefficients
+        # alone would give bounds orders of magnitude wider than any patient
+        reference = Covariates.sample(REFERENCE_PATIENTS, np.random.default_rng(REFERENCE_SEED)).as_array()
+        typical = self.typical_latent(reference)
+        sd = np.sqrt(typical.var(axis=0) + np.sum(self.latent_chol ** 2, axis=1))
+        self.latent_low = typical.mean(axis=0) - LATENT_RANGE_SD * sd
+        self.latent_high = typical.mean(axis=0) + LATENT_RANGE_SD * sd
 
     @classmethod
     def pretrained(cls, drug: str) -> CTPatientSimulator:
@@ -223,7 +225,7 @@ class CTPatientSimulator:
     def sample_patients(self, n: int, rng: np.random.Generator) -> EventPatients:
         cov = Covariates.sample(n, rng).as_array()
         mean = self.typical_latent(cov)
-        z = mean + rng.standard_normal(mean.shape) @ self._pop_chol.T
+        z = mean + rng.standard_normal(mean.shape) @ self.latent_chol.T
         return EventPatients(cov, np.clip(z, self.latent_low, self.latent_high))
 
     def typical_latent(self, covariates: np.ndarray) -> np.ndarray:
@@ -263,11 +265,15 @@ class CTPatientSimulator:
         dosed = ~np.isnan(state.last_h)[:, None] & (q > last[:, None])
         return np.where(dosed, conc, 0.0)
 
+    @property
+    def residual_error(self) -> tuple[float, float]:
+        """The learned residual error: proportional CV and additive SD (mg/L), linear scale."""
+        return (float(torch.exp(self.model.log_sigma_prop.detach())),
+                float(torch.exp(self.model.log_sigma_add.detach())))
+
     def observe(self, conc_mg_l, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Learned residual error (proportional + additive, linear scale) and the assay's LLOQ."""
-        sp = float(torch.exp(self.model.log_sigma_prop.detach()))
-        sa = float(torch.exp(self.model.log_sigma_add.detach()))
-        return _observe(conc_mg_l, rng, sp, sa, self.lloq_mg_l)
+        return _observe(conc_mg_l, rng, *self.residual_error, self.lloq_mg_l)
 
 
 class GroundTruthEventSimulator:

@@ -58,6 +58,7 @@ class GroundTruthCycleSimulator:
         self.c0_mg_l = 0.5 * float(model.lloq_mg_l)
         self.manifest = {"ground_truth": model.source}
         self.latent_chol = np.eye(self.latent_dim)  # z are the published random effects in SD units
+        self.max_held_intervals = None  # the published model holds for any course
         bound = np.full(self.latent_dim, LATENT_RANGE_SD)
         self._bounds = (-bound, bound)
 

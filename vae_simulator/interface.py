@@ -111,6 +111,9 @@ class PatientSimulator(Protocol):
     latent_dim: int
     #: ``(d, d)`` lower Cholesky factor of the latent population's covariance given covariates
     latent_chol: np.ndarray
+    #: consecutive held doses (0 mg) after a dose the simulator can step (``None``: any number);
+    #: one more raises a ValueError in ``step``
+    max_held_intervals: int | None
 
     @property
     def max_intervals(self) -> int:

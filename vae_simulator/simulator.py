@@ -252,6 +252,7 @@ class PKSimulator:
         self.latent_weight = pop.weight.detach().double().numpy()
         self.latent_bias = pop.bias.detach().double().numpy()
         self.latent_chol = pop.chol.detach().double().numpy()
+        self.max_held_intervals = None  # trained on courses with held doses anywhere
 
     @classmethod
     def from_pretrained(cls, drug: str) -> PKSimulator:
