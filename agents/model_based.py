@@ -16,7 +16,9 @@ environments' efficacy peaks; e.g. AUC24 490 mg*h/L for vancomycin's 400-600).
 
 Doses are searched on the environment's dose levels (discrete ids), or for continuous ids on the
 vial grid of the drug (``coarse_step_mg``, e.g. 250 mg for vancomycin), refined around the best
-coarse dose in ``coarse_step_mg / 5`` steps. Single-drug ids only.
+coarse dose in ``coarse_step_mg / 5`` steps. Single-drug ids only. On ``-v1`` ids (patients from
+the continuous-time PK-VAE, ``env.decoder == "continuous"``) both use that decoder and its encoder,
+and never recommend holding a dose (the decoder refuses holds beyond its trained gap).
 """
 
 from __future__ import annotations
@@ -27,7 +29,11 @@ import gymnasium as gym
 import numpy as np
 
 from agents.baselines import check_env_id
+from vae_simulator.ct_interval import CTIntervalSimulator
+from vae_simulator.ct_mipd import map_refine as ct_map_refine
+from vae_simulator.ct_mipd import posterior as ct_posterior
 from vae_simulator.dosing import DoseTarget, optimise_next_dose
+from vae_simulator.events import DosingEvents
 from vae_simulator.inference import Samples, encode, map_refine
 from vae_simulator.simulator import PKSimulator
 from vae_simulator.vae.io import load_pretrained
@@ -47,8 +53,14 @@ class _DecoderDosing:
                              "(combination ids have StandardDosingPolicy and learned agents)")
         self.env = env
         self.drug = env.drug
-        self.model, _ = load_pretrained(self.drug)
-        self.sim = PKSimulator(self.model)
+        # the policy's model is the PK-VAE the patients come from (v0: interval-grid, v1: continuous-time)
+        self.continuous = env.decoder == "continuous"
+        if self.continuous:
+            self.sim = CTIntervalSimulator(drug=self.drug)
+            self.model = self.sim.ct.model
+        else:
+            self.model, _ = load_pretrained(self.drug)
+            self.sim = PKSimulator(self.model)
         # the envs' efficacy peaks at the window's log-centre, so that is where the optimiser aims
         self.target = DoseTarget.from_exposure_target(env.target, centre="geometric")
         self.interval_h = env.interval_h
@@ -58,7 +70,7 @@ class _DecoderDosing:
         self.levels_mg = levels if self.discrete else None
         self.dose_max_mg = float(levels.max())
         self.coarse_step_mg = env.dose_step_mg
-        self.horizon = int(self.sim.cfg.max_intervals)
+        self.horizon = int(self.sim.max_intervals)
         self.reset(0)
 
     def reset(self, num_envs: int) -> None:
@@ -107,12 +119,15 @@ class _DecoderDosing:
             conc, _, state = self.sim.step(state, patients, history_mg[:, j])
             start = conc[:, -1]
         if self.discrete:
-            return optimise_next_dose(self.sim, patients, state, start, self.target, candidates_mg=self.levels_mg)[0]
+            levels = self.levels_mg if self.sim.max_held_intervals is None else self.levels_mg[self.levels_mg > 0]
+            return optimise_next_dose(self.sim, patients, state, start, self.target, candidates_mg=levels)[0]
         step = self.coarse_step_mg
-        coarse = np.append(np.arange(0.0, self.dose_max_mg, step), self.dose_max_mg)
+        # a simulator that limits holds (the continuous-time PK-VAE) is never asked for one
+        first = 0.0 if self.sim.max_held_intervals is None else step
+        coarse = np.append(np.arange(first, self.dose_max_mg, step), self.dose_max_mg)
         best, _ = optimise_next_dose(self.sim, patients, state, start, self.target, candidates_mg=coarse)
         fine = best[:, None] + np.linspace(-step, step, REFINE_POINTS)[None, :]
-        fine = np.clip(fine, 0.0, self.dose_max_mg)
+        fine = np.clip(fine, first, self.dose_max_mg)
         return optimise_next_dose(self.sim, patients, state, start, self.target, candidates_mg=fine)[0]
 
     def _samples_so_far(self, rows: np.ndarray, k: int) -> Samples:
@@ -152,10 +167,26 @@ class MIPDPolicy(_DecoderDosing):
             if seen.any():
                 z[seen] = self._latent(rows[seen], k, infos)
             return z
+        if self.continuous:
+            return self._ct_latent(covariates, history, samples)
         z, _ = encode(self.model, covariates, history, samples)
         if self.map_steps:
             z = map_refine(self.model, z, covariates, history, samples, steps=self.map_steps)
         return z
+
+    def _ct_latent(self, covariates: np.ndarray, history_mg: np.ndarray, samples: Samples) -> np.ndarray:
+        """The continuous-time encoder (and MAP) on the doses given (held ones are no events); an
+        assay that reads LLOQ/2 is the environment's below-LLOQ report, so it is censored (M3)."""
+        given = [np.flatnonzero(row > 0) for row in history_mg]
+        events = DosingEvents.from_lists([list(i * self.interval_h) for i in given],
+                                         [list(row[i]) for row, i in zip(history_mg, given)],
+                                         [[self.sim.infusion_h] * i.size for i in given])
+        blq = samples.mask & (samples.conc_mg_l == 0.5 * self.sim.ct.lloq_mg_l)
+        ct_samples = (samples.times_h, samples.conc_mg_l, blq, samples.mask)
+        z, _ = ct_posterior(self.model, covariates, events, ct_samples)
+        if self.map_steps:
+            z = ct_map_refine(self.model, z, covariates, events, ct_samples, steps=self.map_steps)
+        return np.clip(z, *self.sim.latent_bounds())
 
     def __repr__(self) -> str:
         return f"MIPDPolicy({self.env_id!r}, map_steps={self.map_steps})"
