@@ -1,6 +1,6 @@
 """Speed of the continuous-time PK-VAE step against the interval-grid decoder, side by side.
 
-    python benchmarks/bench_ct_decoder.py [--drug vancomycin] [--sizes 1,1024,4096] [--steps 10]
+    python benchmarks/bench_ct_decoder.py [--drug vancomycin] [--sizes 1,1024,4096] [--steps 10] [--envs]
 
 One "patient-step" is what an environment does per dosing interval: give each of N patients a
 dose and read its concentrations on the drug's 12-point recording grid. Compared in one run:
@@ -10,6 +10,10 @@ dose and read its concentrations on the drug's 12-point recording grid. Compared
   ``concentrations``: one GRU step and one head evaluation, float32 numpy and batch-invariant (``CTStepper``), doses at any times);
 * ground truth, event driven: :class:`~vae_simulator.ct_simulator.GroundTruthEventSimulator`
   (re-solves each history; patients on one schedule together).
+
+``--envs`` adds the environments themselves: ``PKDose/<Drug>-v0`` (interval-grid decoder) against
+``-v1`` (the CT PK-VAE on the same schedule), single env steps/s and native vector env
+patient-steps/s at each N, measured by ``bench_envs`` in the same run.
 
 Absolute rates vary with machine load; the ratios, measured in the same run, are what to compare.
 """
@@ -74,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drug", default="vancomycin")
     p.add_argument("--sizes", default="1,1024,4096", help="patients per batch, comma-separated")
     p.add_argument("--steps", type=int, default=10, help="dosing intervals per episode (default 10)")
+    p.add_argument("--envs", action="store_true", help="also time the -v0 and -v1 environments")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -85,7 +90,23 @@ def main(argv: list[str] | None = None) -> int:
         base = r["grid decoder (DecoderStepper)"]
         for name, value in r.items():
             print(f"| {n:>5} | {name:<42} | {value:>15,.0f} | {value / base:>15.2f} |")
+    if args.envs:
+        env_rates(args.drug.title(), sizes)
     return 0
+
+
+def env_rates(name: str, sizes: list[int]) -> None:
+    """Steps/s of the -v0 and -v1 ids of one drug side by side (single env, then native vector env)."""
+    from bench_envs import single_env_rate, vector_rate
+
+    old, new = f"PKDose/{name}-v0", f"PKDose/{name}-v1"
+    print(f"\n| environment | {old} | {new} | v1 / v0 |\n|---|---:|---:|---:|")
+    a, b = single_env_rate(old, True, 1.0), single_env_rate(new, True, 1.0)
+    print(f"| single env, steps/s | {a:,.0f} | {b:,.0f} | {b / a:.2f} |")
+    for n in sizes:
+        if n > 1:
+            a, b = (vector_rate(i, n, "native")["patient_steps_per_s"] for i in (old, new))
+            print(f"| native vector env N = {n:,}, patient-steps/s | {a:,.0f} | {b:,.0f} | {b / a:.2f} |")
 
 
 if __name__ == "__main__":

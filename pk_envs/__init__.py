@@ -15,6 +15,9 @@ Vancomycin, Phenytoin, Mycophenolate, Theophylline, Pembrolizumab:
 | ``PKDose/<Drug>-FullObs-v0`` | scalar | continuous | clinic + true exposure + latent z | published |
 | ``PKDose/<Drug>-Hard-v0`` | scalar | continuous | clinic | 2 x assay error, 25 % of samples missing |
 
+Each exists as ``-v0`` (patients from the interval-grid PK-VAE) and ``-v1`` (from the
+continuous-time PK-VAE on the same schedule; a hold beyond its trained gap truncates the episode).
+
 Episode lengths (``max_episode_steps``): vancomycin 20 (q12h, 10 days), phenytoin 14 (q24h),
 mycophenolate 14 (q12h), theophylline 14 (q12h), pembrolizumab 8 (q3w). Any constructor
 argument can be passed to ``gym.make``, e.g. ``gym.make("PKDose/Vancomycin-MO-v0", discrete=True)``
