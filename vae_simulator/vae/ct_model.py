@@ -12,8 +12,10 @@ off it with a head on the time since the last event:
     mu(t) = MLP([h_e, z, a_e / a_max, phi(t - t_e), phi(max(t - t_e - d_e, 0)), min(t - t_e, d_e) / d_scale])
 
 with ``e`` the last event strictly before ``t`` (a sample at a dose time is pre-dose) and
-``phi(s) = exp(-s / tau_i)`` over time constants ``tau_i`` log-spaced from 1/48 of the drug's
-interval to 10 intervals: in these features a one-compartment decay is linear, so the head
+``phi(s) = exp(-s / tau_i)`` over time constants ``tau_i`` log-spaced from
+:attr:`CTConfig.time_scale_min_h` (default 0.25 h for new models: distribution phases of
+paclitaxel and carboplatin last under an hour; the first shipped decoders used 1/48 of the
+interval, 10.5 h on the 3-weekly drugs, too slow for them) to 10 intervals: in these features a one-compartment decay is linear, so the head
 learns multi-exponential decays, lag and recirculation bumps without an ODE. Before the first
 event the concentration is exactly 0, by construction, not learned. Compared with the
 interval-grid decoder it replaces (one GRU step per fixed interval, a fixed grid), this one
@@ -45,9 +47,10 @@ from torch.nn import functional as F
 
 from vae_simulator.vae.model import LatentPopulation, Normalizer, _mlp
 
-N_TIME_SCALES = 8
-#: Time constants as multiples of the drug's usual interval (log-spaced, 1/48 to 10 intervals).
-TIME_SCALE_RANGE = (1.0 / 48.0, 10.0)
+#: Longest time constant as a multiple of the drug's usual interval.
+TIME_SCALE_MAX_INTERVALS = 10.0
+#: Shortest time constant of models whose config names none (the first shipped decoders).
+LEGACY_TIME_SCALE_MIN_INTERVALS = 1.0 / 48.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,9 @@ class CTConfig:
     latent_dim: int = 6
     hidden: int = 96
     c0_mg_l: float = 0.05
+    #: shortest time constant (h) of the time features; ``None``: 1/48 of the interval
+    time_scale_min_h: float | None = None
+    n_time_scales: int = 8
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,6 +82,13 @@ class CTConfig:
         return cls(**d)
 
     @property
+    def time_scales_h(self) -> tuple[float, float]:
+        """Shortest and longest time constant (h) of :class:`TimeFeatures`."""
+        lo = self.time_scale_min_h
+        lo = self.interval_h * LEGACY_TIME_SCALE_MIN_INTERVALS if lo is None else float(lo)
+        return lo, self.interval_h * TIME_SCALE_MAX_INTERVALS
+
+    @property
     def duration_scale_h(self) -> float:
         return max(float(self.infusion_range_h[1]), 1.0)
 
@@ -83,16 +96,18 @@ class CTConfig:
 class TimeFeatures(nn.Module):
     """``phi(s) = exp(-s / tau_i)`` for ``s >= 0`` h, plus ``log1p(s / interval)``."""
 
-    def __init__(self, interval_h: float):
+    def __init__(self, interval_h: float, scales_h: tuple[float, float], n_scales: int):
         super().__init__()
-        lo, hi = TIME_SCALE_RANGE
-        taus = interval_h * torch.logspace(math.log10(lo), math.log10(hi), N_TIME_SCALES)
+        lo, hi = scales_h
+        if not 0.0 < lo < hi or n_scales < 2:
+            raise ValueError(f"time scales need 0 < min {lo} h < max {hi} h and at least 2 of them, got {n_scales}")
+        taus = torch.logspace(math.log10(lo), math.log10(hi), n_scales)
         self.register_buffer("inv_tau", 1.0 / taus)
         self.interval_h = interval_h
 
     @property
     def size(self) -> int:
-        return N_TIME_SCALES + 1
+        return self.inv_tau.numel() + 1
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
         s = s.clamp_min(0.0).unsqueeze(-1)
@@ -198,7 +213,7 @@ class CTPKVAE(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.normalizer = Normalizer(cfg.n_covariates)
-        self.phi = TimeFeatures(cfg.interval_h)
+        self.phi = TimeFeatures(cfg.interval_h, cfg.time_scales_h, cfg.n_time_scales)
         self.encoder = CTEncoder(cfg, self.phi)
         self.decoder = CTDecoder(cfg, self.phi)
         self.population = LatentPopulation(cfg.latent_dim, cfg.n_covariates)

@@ -61,6 +61,9 @@ class CTTrainSettings:
     log_warmup_epochs: int = 2
     latent_dim: int = 6
     hidden: int = 96
+    #: shortest time constant (h) of the decoder's time features, and how many (log-spaced)
+    time_scale_min_h: float = 0.25
+    n_time_scales: int = 12
     seed: int = 0
 
 
@@ -103,7 +106,8 @@ def build_ct_model(data: RegimenData, settings: CTTrainSettings) -> CTPKVAE:
     cfg = CTConfig(drug=data.drug, n_covariates=len(data.covariate_names), interval_h=float(drug.interval_h),
                    horizon_h=limits.horizon_h, max_gap_h=limits.max_gap_h, dose_max_mg=limits.dose_max_mg,
                    infusion_range_h=tuple(limits.infusion_range_h), lloq_mg_l=float(drug.lloq_mg_l),
-                   latent_dim=settings.latent_dim, hidden=settings.hidden, c0_mg_l=0.5 * float(drug.lloq_mg_l))
+                   latent_dim=settings.latent_dim, hidden=settings.hidden, c0_mg_l=0.5 * float(drug.lloq_mg_l),
+                   time_scale_min_h=settings.time_scale_min_h, n_time_scales=settings.n_time_scales)
     model = CTPKVAE(cfg)
     fit_scaling(model.normalizer, data.covariate_names, data.covariates, data.conc_obs[data.obs_mask], cfg.c0_mg_l)
     return model
@@ -251,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=d.patience, help=f"early stopping epochs (default {d.patience})")
     p.add_argument("--latent-dim", type=int, default=d.latent_dim, help=f"latent size (default {d.latent_dim})")
     p.add_argument("--hidden", type=int, default=d.hidden, help=f"hidden units (default {d.hidden})")
+    p.add_argument("--time-scale-min", type=float, default=d.time_scale_min_h,
+                   help=f"shortest time constant of the time features, h (default {d.time_scale_min_h})")
+    p.add_argument("--time-scales", type=int, default=d.n_time_scales,
+                   help=f"number of log-spaced time constants (default {d.n_time_scales})")
     p.add_argument("--seed", type=int, default=d.seed, help="training seed (default 0)")
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/ctvae/<drug>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
@@ -273,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         data = load_or_generate_regimens(drug, args.patients, args.data_seed, args.data_dir,
                                          progress=not args.no_progress)
         settings = CTTrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-                                   latent_dim=args.latent_dim, hidden=args.hidden, seed=args.seed)
+                                   latent_dim=args.latent_dim, hidden=args.hidden, seed=args.seed,
+                                   time_scale_min_h=args.time_scale_min, n_time_scales=args.time_scales)
         model, summary = train_ct_vae(data, out, settings, resume=args.resume, progress=not args.no_progress)
         _, manifest = save_model(model, out / "best", summary)
         print(f"{drug}: best validation loss {summary['best_validation_loss']:.2f} after {summary['epochs_run']} "
