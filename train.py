@@ -16,7 +16,8 @@ The main job, on embedded defaults (about 8 minutes on 2 CPU cores):
 3. prints the table (means with 95 % bootstrap CIs) and writes a report folder: ``report.md``,
    ``results.json``, ``dose_trajectories.png``, ``learning_curve.png``.
 
-Other commands: ``python train.py vae ...`` (train a PK-VAE), ``python train.py generate ...``
+Other commands: ``python train.py vae ...`` (train a PK-VAE: ``--drug NAME`` on our virtual
+patients, ``--data TABLE.csv`` on a clinic's own NONMEM table), ``python train.py generate ...``
 (ground-truth data sets), ``python train.py population`` (ground-truth population summary),
 ``python -m agents.benchmark`` (every env, PPO and SAC, several seeds). Each has ``--help``.
 """
@@ -31,6 +32,8 @@ from pathlib import Path
 
 SUBCOMMANDS = {"vae": "vae_simulator.vae.train", "generate": "vae_simulator.generate",
                "population": "vae_simulator.population_summary"}
+#: ``train.py vae --data TABLE``: a PK-VAE learnt from a user's table
+TABLE_VAE = "vae_simulator.byod.train"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -57,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         import importlib
 
-        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
+        rest = argv[1:]
+        table = argv[0] == "vae" and any(a == "--data" or a.startswith("--data=") for a in rest)
+        return importlib.import_module(TABLE_VAE if table else SUBCOMMANDS[argv[0]]).main(rest)
     args = parse_args(argv)
 
     # Heavy imports after argument parsing, so --help is instant.

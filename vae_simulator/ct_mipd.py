@@ -68,7 +68,8 @@ class Cohort:
     z_sd: np.ndarray
 
 
-def _samples(table: TableEvents) -> tuple[np.ndarray, ...]:
+def sample_arrays(table: TableEvents) -> tuple[np.ndarray, ...]:
+    """``(times h, conc mg/L, below-LLOQ flags, mask)`` ``(n, S)`` of a table's samples, padded."""
     m = max([len(o.times_h) for o in table.observations] + [1])
     n = len(table)
     times, conc, blq, mask = np.zeros((n, m)), np.zeros((n, m)), np.zeros((n, m), bool), np.zeros((n, m), bool)
@@ -138,7 +139,7 @@ def map_refine(model: CTPKVAE, z_init: np.ndarray, covariates: np.ndarray, event
 
 def infer(model: CTPKVAE, table: TableEvents, covariates: np.ndarray) -> Cohort:
     """Encoder posterior of every patient of ``table`` (covariates ``(n, C)``, table order)."""
-    samples = _samples(table)
+    samples = sample_arrays(table)
     z_mean, z_sd = posterior(model, covariates, table.events, samples)
     last_dose = np.where(table.events.mask, table.events.times_h, -np.inf).max(1)
     last_sample = np.where(samples[3], samples[0], -np.inf).max(1)

@@ -141,11 +141,17 @@ class _Row:
         return None if value is None else value == 1.0
 
 
-def read_table(path: str | Path, *, require_covariates: bool = True) -> tuple[tuple[str, ...], list[_Row]]:
+def read_table(path: str | Path, *, require_covariates: bool = True, columns: Sequence[str] | None = None,
+               ignore_columns: Sequence[str] = (),
+               unknown_hint: str = "remove other columns so that none is misread",
+               ) -> tuple[tuple[str, ...], list[_Row]]:
     """Header and data rows of a CSV table; checks the columns (see module doc).
 
     ``require_covariates=False`` (the event reader, :mod:`vae_simulator.nonmem_events`) needs only
-    ``ID, TIME, AMT, DV, EVID``; unknown columns are refused either way.
+    ``ID, TIME, AMT, DV, EVID``; unknown columns are refused either way. ``columns`` replaces the
+    allowed set (:data:`KNOWN_COLUMNS`; upper-case names), ``unknown_hint`` what the refusal of an
+    unknown column advises; columns named in ``ignore_columns`` (any case) are dropped from the
+    header and the rows, whether or not the table has them.
     """
     path = Path(path)
     if not path.is_file():
@@ -155,16 +161,22 @@ def read_table(path: str | Path, *, require_covariates: bool = True) -> tuple[tu
     lines = [(i, fields) for i, fields in lines if any(x.strip() for x in fields)]
     if not lines:
         raise ValueError(f"{path} is empty: expected a header line and data rows")
-    header = [h.strip().upper() for h in lines[0][1]]
-    header[0] = header[0].lstrip("#").strip()
+    full_header = [h.strip().upper() for h in lines[0][1]]
+    full_header[0] = full_header[0].lstrip("#").strip()
+    ignored = {c.strip().upper() for c in ignore_columns}
+    covariates = ("AGE", "SEX", "WT", "HT") if require_covariates else ()
+    not_ignorable = sorted(ignored & set(REQUIRED_COLUMNS + covariates))
+    if not_ignorable:
+        raise ValueError(f"{path}: required column(s) {not_ignorable} cannot be ignored")
+    header = [h for h in full_header if h not in ignored]
     duplicated = sorted({h for h in header if header.count(h) > 1})
     if duplicated:
         raise ValueError(f"{path}: column(s) {duplicated} appear more than once in the header")
-    unknown = [h for h in header if h not in KNOWN_COLUMNS]
+    known = KNOWN_COLUMNS if columns is None else tuple(columns)
+    unknown = [h for h in header if h not in known]
     if unknown:
-        raise ValueError(f"{path}: unknown column(s) {unknown}; known columns: {', '.join(KNOWN_COLUMNS)} "
-                         f"(remove other columns so that none is misread)")
-    covariates = ("AGE", "SEX", "WT", "HT") if require_covariates else ()
+        raise ValueError(f"{path}: unknown column(s) {unknown}; known columns: {', '.join(known)} "
+                         f"({unknown_hint})")
     missing = [h for h in REQUIRED_COLUMNS + covariates if h not in header]
     if require_covariates and "SCR" not in header and "CRCL" not in header:
         missing.append("SCR or CRCL")
@@ -177,9 +189,9 @@ def read_table(path: str | Path, *, require_covariates: bool = True) -> tuple[tu
     for line, fields in lines[1:]:
         if fields[0].lstrip().startswith("#"):
             continue
-        row = _Row(len(rows) + 1, line, dict(zip(header, fields)))
-        if len(fields) != len(header):
-            raise row.error(f"has {len(fields)} fields but the header has {len(header)}")
+        row = _Row(len(rows) + 1, line, {h: x for h, x in zip(full_header, fields) if h not in ignored})
+        if len(fields) != len(full_header):
+            raise row.error(f"has {len(fields)} fields but the header has {len(full_header)}")
         rows.append(row)
     if not rows:
         raise ValueError(f"{path} has a header but no data rows")

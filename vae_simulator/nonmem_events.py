@@ -39,7 +39,8 @@ Rows, per patient (rows contiguous, TIME >= 0 and non-decreasing, as in the othe
   one below ``lloq_mg_l`` when it is given, is censored and carried as LLOQ/2 with ``blq`` True; a
   flagged sample with no ``lloq_mg_l`` is refused (the censoring limit is needed for M3).
 * ``EVID 2`` (other event, e.g. a covariate change) rows are skipped; ``EVID 3/4`` (reset) are
-  refused: an event list has no reset, so give each occasion its own ID. ``SS`` or ``ADDL`` on a
+  refused: an event list has no reset, so give each occasion its own ID (the bring-your-own-data
+  reader, :func:`vae_simulator.byod.table.read_clinic_table`, does that itself). ``SS`` or ``ADDL`` on a
   row that is not a dose is refused.
 
 Times are on each patient's own clock: h from its first dose event (an SS-prepended dose when there
@@ -118,18 +119,28 @@ class _Patient:
 def read_dosing_events(path: str | Path, *, lloq_mg_l: float | None = None, ss_doses: int = SS_PRIOR_DOSES,
                        limits: EventLimits | None = None) -> TableEvents:
     """Every patient of a NONMEM-style table as dosing events and samples (see module doc)."""
-    if lloq_mg_l is not None and not (math.isfinite(lloq_mg_l) and lloq_mg_l > 0):
-        raise ValueError(f"lloq_mg_l must be a finite LLOQ > 0 mg/L, got {lloq_mg_l!r}")
-    if isinstance(ss_doses, bool) or not isinstance(ss_doses, (int, np.integer)) or ss_doses < 0:
-        raise ValueError(f"ss_doses must be a whole number >= 0 (0 refuses SS rows), got {ss_doses!r}")
+    _check_arguments(lloq_mg_l, ss_doses)
     header, rows = read_table(path, require_covariates=False)
     groups = group_rows(rows)
     patients = [_patient(pid, group, header, lloq_mg_l, int(ss_doses), limits)
                 for pid, group in groups.items()]
+    return _table_events(tuple(groups), patients, lloq_mg_l)
+
+
+def _check_arguments(lloq_mg_l: float | None, ss_doses: int) -> None:
+    """Refuse an LLOQ that is not a finite number > 0 and an ``ss_doses`` that is not a whole number >= 0."""
+    if lloq_mg_l is not None and not (math.isfinite(lloq_mg_l) and lloq_mg_l > 0):
+        raise ValueError(f"lloq_mg_l must be a finite LLOQ > 0 mg/L, got {lloq_mg_l!r}")
+    if isinstance(ss_doses, bool) or not isinstance(ss_doses, (int, np.integer)) or ss_doses < 0:
+        raise ValueError(f"ss_doses must be a whole number >= 0 (0 refuses SS rows), got {ss_doses!r}")
+
+
+def _table_events(ids: tuple[str, ...], patients: list[_Patient], lloq_mg_l: float | None) -> TableEvents:
+    """The patients' events padded into one batch, with their rows, samples and clocks."""
     events = DosingEvents.from_lists([[e[0] for e in p.events] for p in patients],
                                      [[e[1] for e in p.events] for p in patients],
                                      [[e[2] for e in p.events] for p in patients])
-    return TableEvents(ids=tuple(groups), events=events,
+    return TableEvents(ids=ids, events=events,
                        event_rows=tuple(tuple(e[3].index for e in p.events) for p in patients),
                        observations=tuple(p.samples for p in patients),
                        time_origin_h=np.array([p.origin_h for p in patients], dtype=float),
@@ -137,7 +148,13 @@ def read_dosing_events(path: str | Path, *, lloq_mg_l: float | None = None, ss_d
 
 
 def _patient(pid: str, rows: list[_Row], header: Sequence[str], lloq: float | None, ss_doses: int,
-             limits: EventLimits | None) -> _Patient:
+             limits: EventLimits | None, *, resets: bool = False, who: str | None = None) -> _Patient:
+    """One patient's rows as events and samples, times from its first dose (see module doc).
+
+    ``resets=True`` (an occasion after a reset, :mod:`vae_simulator.byod.table`): ``rows`` may
+    start with an EVID 3 (reset: skipped like EVID 2) or EVID 4 (reset and dose: a dose) row;
+    ``who`` names the rows in the no-dose refusal (default ``patient <pid>``).
+    """
     doses: list[tuple[float, float, float, _Row]] = []  # (h from the first dose row, mg, duration h, row)
     samples: list[tuple[float, float, bool, _Row]] = []
     first: float | None = None  # table TIME of the first dose row
@@ -152,11 +169,17 @@ def _patient(pid: str, rows: list[_Row], header: Sequence[str], lloq: float | No
         last_time = time
         evid = row.number("EVID")
         if evid in (3.0, 4.0):
-            raise row.error(f"EVID {row.text('EVID')} (reset) is not supported: a list of dosing events has "
-                            f"no reset; give each occasion its own ID")
+            if not (resets and row is rows[0]):
+                raise row.error(f"EVID {row.text('EVID')} (reset) is not supported: a list of dosing events "
+                                f"has no reset; give each occasion its own ID")
+            if evid == 3.0 and row.number_or_none("AMT") not in (None, 0.0):
+                raise row.error(f"AMT {row.text('AMT')} on a reset row (EVID 3), which carries no dose; "
+                                f"use EVID 4 (reset and dose)")
+            evid = 1.0 if evid == 4.0 else 2.0  # the reset itself is where these rows start
         if evid not in (0.0, 1.0, 2.0):
+            also = ", 3 = reset, 4 = reset and dose" if resets else ""
             raise row.error(f"EVID {row.text('EVID')} is not supported (1 = dose, 0 = observation, "
-                            f"2 = other)")
+                            f"2 = other{also})")
         if evid != 1.0:
             for column in ("SS", "ADDL"):
                 if column in header and row.number_or_none(column) not in (None, 0.0):
@@ -175,8 +198,9 @@ def _patient(pid: str, rows: list[_Row], header: Sequence[str], lloq: float | No
             continue  # an observation record without a measurement
         samples.append(_sample(row, time, header, lloq))
     if first is None:
-        raise rows[0].error(f"patient {pid} has no dose rows (EVID 1); a concentration needs the dosing "
-                            f"history")
+        doses_are = "EVID 1 or 4" if resets else "EVID 1"
+        raise rows[0].error(f"{who or f'patient {pid}'} has no dose rows ({doses_are}); a concentration "
+                            f"needs the dosing history")
     doses.sort(key=lambda d: d[0])  # stable: ADDL doses interleave with later rows in time order
     events = [(t + shift, amount, duration, row) for t, amount, duration, row in doses]
     for time, _, _, row in samples:

@@ -133,15 +133,21 @@ def _epoch_loss(model, tensors, index, masks, settings, beta, log_warmup, opt=No
 
 
 def train_ct_vae(data: RegimenData, out_dir: Path, settings: CTTrainSettings, resume: bool = False,
-                 progress: bool = True) -> tuple[CTPKVAE, dict]:
-    """Train on ``data``; returns the best model (by validation loss) and a training summary."""
+                 progress: bool = True, model: CTPKVAE | None = None,
+                 data_id: str | None = None) -> tuple[CTPKVAE, dict]:
+    """Train on ``data``; returns the best model (by validation loss) and a training summary.
+
+    ``model``: an untrained model built for data that are not a shipped drug's (a clinic table,
+    :mod:`vae_simulator.byod.train`); default :func:`build_ct_model`. ``data_id`` (e.g. the
+    table's SHA-256) joins the checkpoint's fingerprint, so ``resume`` refuses another data set.
+    """
     out_dir, started = Path(out_dir), time.perf_counter()
     ckpt_path = out_dir / "checkpoint.pt"
     if resume and not ckpt_path.is_file():
         raise FileNotFoundError(f"--resume given but {ckpt_path} does not exist")
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
-    model = build_ct_model(data, settings)
+    model = build_ct_model(data, settings) if model is None else model
     tensors = CTTensors(data)
     train_idx, val_idx = split_patients(len(data), settings.validation_fraction, settings.seed)
     val_masks = ct_view_masks(np.random.default_rng([settings.seed, 104729]), data.obs_time_h[val_idx],
@@ -150,6 +156,8 @@ def train_ct_vae(data: RegimenData, out_dir: Path, settings: CTTrainSettings, re
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2)
     fingerprint = {"drug": data.drug, "data_seed": data.seed, "n_patients": len(data),
                    "settings": {k: v for k, v in vars(settings).items() if k not in ("epochs", "patience")}}
+    if data_id is not None:
+        fingerprint["data_id"] = data_id
     state = {"epoch": 0, "best_val": math.inf, "bad_epochs": 0, "best_state": None}
     if resume:
         ckpt = torch_load_checkpoint(ckpt_path)

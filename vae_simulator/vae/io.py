@@ -42,8 +42,9 @@ def shipped_weights_dir() -> Path:
 
 
 def save_model(model: PKVAE | CTPKVAE, folder: Path, training: dict,
-               metrics: dict | None = None) -> tuple[Path, Path]:
-    """Write ``<drug>.safetensors`` and ``<drug>.json`` into ``folder``."""
+               metrics: dict | None = None, extra: dict | None = None) -> tuple[Path, Path]:
+    """Write ``<drug>.safetensors`` and ``<drug>.json`` into ``folder``; ``extra``: more manifest
+    sections (e.g. ``data``, what a model learnt from a clinic table was trained on)."""
     fmt = CT_MANIFEST_FORMAT if isinstance(model, CTPKVAE) else MANIFEST_FORMAT
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -58,6 +59,7 @@ def save_model(model: PKVAE | CTPKVAE, folder: Path, training: dict,
         "metrics": metrics or {},
         "weights_file": weights.name,
         "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+        **(extra or {}),
     }
     manifest_path = folder / f"{model.cfg.drug}.json"
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

@@ -76,10 +76,11 @@ def build_model(data: PopulationData, settings: TrainSettings) -> PKVAE:
 
 
 @torch.no_grad()
-def fit_scaling(norm, covariate_names, covariates: np.ndarray, conc_obs_mg_l: np.ndarray, c0_mg_l: float) -> None:
-    """Fit a :class:`~vae_simulator.vae.model.Normalizer` in place: covariates (log for
-    :data:`LOG_COVARIATES`) and ``log(C + c0)`` standardised over the given observations."""
-    log_mask = torch.tensor([c in LOG_COVARIATES for c in covariate_names], dtype=torch.float32)
+def fit_scaling(norm, covariate_names, covariates: np.ndarray, conc_obs_mg_l: np.ndarray, c0_mg_l: float,
+                log_covariates=LOG_COVARIATES) -> None:
+    """Fit a :class:`~vae_simulator.vae.model.Normalizer` in place: covariates (log for the names in
+    ``log_covariates``) and ``log(C + c0)`` standardised over the given observations."""
+    log_mask = torch.tensor([c in log_covariates for c in covariate_names], dtype=torch.float32)
     cov = torch.as_tensor(covariates, dtype=torch.float32)
     logged = torch.where(log_mask > 0, torch.log(cov.clamp_min(1e-6)), cov)
     norm.cov_log.copy_(log_mask)

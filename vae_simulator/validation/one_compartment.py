@@ -56,6 +56,35 @@ class OneCompartmentDesign:
         return ("CL", "V") if self.route == "iv_infusion" else ("CL", "V", "KA")
 
 
+def one_compartment_dose_response(dt_h, dose_mg, cl_l_h, v_l, infusion_h=0.0, ka_per_h=None) -> np.ndarray:
+    """Concentration (mg/L) ``dt_h`` h after the start of one dose; exactly 0 for ``dt_h <= 0``.
+
+    All arguments broadcast. IV when ``ka_per_h`` is None (a bolus where ``infusion_h == 0``, a
+    zero-order infusion over ``infusion_h`` h otherwise); oral with first-order absorption
+    ``ka_per_h`` (1/h), no lag, when it is given (``infusion_h`` then ignored). The formulas are
+    those of the module docstring; doses superpose by summing this over them.
+    """
+    dt = np.asarray(dt_h, dtype=float)
+    cl, v = np.asarray(cl_l_h, dtype=float), np.asarray(v_l, dtype=float)
+    k_el = cl / v
+    dtp = np.maximum(dt, 0.0)
+    if ka_per_h is not None:
+        ka = np.asarray(ka_per_h, dtype=float)
+        # ka == k is a removable singularity; nudging ka by 1e-6 relative changes C by ~1e-6.
+        ka = np.where(np.abs(ka - k_el) < 1e-6 * k_el, k_el * (1.0 + 1e-6), ka)
+        part = dose_mg * ka / (v * (ka - k_el)) * (np.exp(-k_el * dtp) - np.exp(-ka * dtp))
+    else:
+        infused = np.asarray(infusion_h, dtype=float) > 0
+        part = 0.0
+        if np.any(infused):
+            dur = np.where(infused, infusion_h, 1.0)
+            during, post = np.minimum(dtp, dur), np.maximum(dtp - dur, 0.0)
+            part = dose_mg / dur / cl * (1.0 - np.exp(-k_el * during)) * np.exp(-k_el * post)
+        if not np.all(infused):
+            part = np.where(infused, part, dose_mg / v * np.exp(-k_el * dtp))
+    return np.where(dt > 0, part, 0.0)
+
+
 def one_compartment_profile(design: OneCompartmentDesign, log_params: np.ndarray, doses_mg: np.ndarray,
                             times_h: np.ndarray) -> np.ndarray:
     """Concentrations (mg/L) ``(B, T)`` for ``B`` parameter sets.
@@ -65,28 +94,13 @@ def one_compartment_profile(design: OneCompartmentDesign, log_params: np.ndarray
     """
     log_params = np.atleast_2d(np.asarray(log_params, dtype=float))
     cl, v = np.exp(log_params[:, 0:1]), np.exp(log_params[:, 1:2])
-    k_el = cl / v
+    ka = np.exp(log_params[:, 2:3]) if design.route == "oral" else None
     doses = np.atleast_2d(np.asarray(doses_mg, dtype=float))
     times = np.asarray(times_h, dtype=float)[None, :]
     out = np.zeros((log_params.shape[0], times.shape[1]))
-    if design.route == "oral":
-        ka = np.exp(log_params[:, 2:3])
-        # ka == k is a removable singularity; nudging ka by 1e-6 relative changes C by ~1e-6.
-        ka = np.where(np.abs(ka - k_el) < 1e-6 * k_el, k_el * (1.0 + 1e-6), ka)
     for j in range(doses.shape[1]):
-        dt = times - j * design.interval_h
-        after_dose = dt > 0
-        dose = doses[:, j:j + 1]
-        if design.route == "oral":
-            dtp = np.maximum(dt, 0.0)
-            part = dose * ka / (v * (ka - k_el)) * (np.exp(-k_el * dtp) - np.exp(-ka * dtp))
-        elif design.infusion_h > 0:
-            during = np.clip(dt, 0.0, design.infusion_h)
-            post = np.maximum(dt - design.infusion_h, 0.0)
-            part = dose / design.infusion_h / cl * (1.0 - np.exp(-k_el * during)) * np.exp(-k_el * post)
-        else:
-            part = dose / v * np.exp(-k_el * np.maximum(dt, 0.0))
-        out += np.where(after_dose, part, 0.0)
+        out += one_compartment_dose_response(times - j * design.interval_h, doses[:, j:j + 1], cl, v,
+                                             design.infusion_h, ka)
     return np.maximum(out, 0.0)
 
 
