@@ -27,7 +27,7 @@ which ships them; this project never stores them. Each is rewritten in the NONME
   class).
 * ``virtual``: our own ground truth (:mod:`vae_simulator.groundtruth`) on irregular regimens
   (:func:`vae_simulator.irregular.simulate_regimen_dataset`), 2-4 noisy samples per patient taken at
-  random from its profile, covariates AGE, SEX, WT, HT, SCR; beside it ``<out>.truth.csv`` with
+  random from its profile (``--samples``; the generator's never-dosed profiles left out), covariates AGE, SEX, WT, HT, SCR; beside it ``<out>.truth.csv`` with
   the true concentration of every sample (``ID, TIME, CTRUE``), so a learnt model's accuracy can be
   measured against the truth, not only against noisy samples.
 """
@@ -102,8 +102,12 @@ def quinidine_rows() -> list[dict]:
     return rows
 
 
-def virtual_rows(drug: str, n_patients: int, seed: int) -> tuple[list[dict], list[dict]]:
-    """``(table rows, truth rows)`` of a virtual clinic table (module doc)."""
+def virtual_rows(drug: str, n_patients: int, seed: int, samples: tuple[int, int] = (2, 4)
+                 ) -> tuple[list[dict], list[dict]]:
+    """``(table rows, truth rows)`` of a virtual clinic table (module doc), ``samples`` (min, max) per patient."""
+    lo, hi = samples
+    if not 1 <= lo <= hi:
+        raise ValueError(f"samples per patient must be 1 <= min <= max, got {samples}")
     from vae_simulator.irregular import simulate_regimen_dataset
 
     data = simulate_regimen_dataset(drug, n_patients, seed, progress=False)
@@ -116,8 +120,10 @@ def virtual_rows(drug: str, n_patients: int, seed: int) -> tuple[list[dict], lis
         cov["SEX"] = round(cov["SEX"])
         events = [(float(t), float(a), float(d)) for t, a, d, m in zip(data.dose_time_h[i], data.dose_mg[i],
                                                                         data.infusion_h[i], data.dose_mask[i]) if m]
+        if not any(a > 0 for _, a, _ in events):
+            continue  # the generator's never-dosed profiles (all doses held) are no clinic's patients
         observed = np.flatnonzero(data.obs_mask[i])
-        picks = np.sort(rng.choice(observed, size=min(observed.size, int(rng.integers(2, 5))), replace=False))
+        picks = np.sort(rng.choice(observed, size=min(observed.size, int(rng.integers(lo, hi + 1))), replace=False))
         merged = [(t, 0, {"AMT": a, "DUR": d, "DV": None, "EVID": 1, "MDV": 1, "BLQ": 0}) for t, a, d in events]
         for j in picks:
             t = float(data.obs_time_h[i, j])
@@ -139,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drug", choices=DRUGS, default="vancomycin", help="virtual: the ground-truth drug")
     p.add_argument("--patients", type=int, default=1000, help="virtual: number of patients (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="virtual: seed (default 0)")
+    p.add_argument("--samples", default="2,4", help="virtual: min,max samples per patient (default 2,4)")
     return p
 
 
@@ -153,7 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         if args.patients < 1:
             raise SystemExit(f"error: --patients must be >= 1, got {args.patients}")
-        rows, truth = virtual_rows(args.drug, args.patients, args.seed)
+        try:
+            lo, hi = (int(x) for x in args.samples.split(","))
+            rows, truth = virtual_rows(args.drug, args.patients, args.seed, (lo, hi))
+        except ValueError as exc:
+            raise SystemExit(f"error: --samples {args.samples!r}: {exc}") from None
         _write(rows, list(rows[0]), args.out)
         _write(truth, ["ID", "TIME", "CTRUE"], args.out.with_suffix(".truth.csv"))
     print(f"{len(rows)} rows -> {args.out}")

@@ -99,7 +99,8 @@ def _scores(f: dict, obs: np.ndarray, true: np.ndarray | None) -> dict:
     where the coverage is the 90 % credible interval's (of the concentration, not of a sample)."""
     out = forecast_metrics(f["pred"], obs, f["pi_lo"], f["pi_hi"])
     if true is not None:
-        vs = forecast_metrics(f["pred"], true, f["ci_lo"], f["ci_hi"])
+        pos = true > 0  # a relative error needs a true concentration above 0
+        vs = forecast_metrics(f["pred"][pos], true[pos], f["ci_lo"][pos], f["ci_hi"][pos])
         out["vs_truth"] = {k.replace("pi90", "ci90"): v for k, v in vs.items()}
     return out
 

@@ -1,59 +1,49 @@
 """A clinic's own NONMEM-style table, with the covariates it declares, read for training a PK-VAE.
 
 The table follows the NONMEM data conventions (NONMEM Users Guide, Part V, and the PREDPP data
-items of Part VI: one event record per row, an individual's records contiguous and in time
-order, the EVID event types below). Header, comment, missing-value (empty, ``.``, ``NA``) and
-row-naming conventions are those of :mod:`vae_simulator.nonmem`; dose, infusion, SS/II/ADDL and
-sample rules those of :mod:`vae_simulator.nonmem_events`, whose per-patient machinery reads each
-occasion here. Columns (names case-insensitive):
+items and EVID definitions of Part VI): one event record per row, a subject's records contiguous
+and in time order. Header, comment, missing-value (empty, ``.``, ``NA``) and row-naming
+conventions are those of :mod:`vae_simulator.nonmem`; dose, infusion, SS/II/ADDL and sample rules
+those of :mod:`vae_simulator.nonmem_events`, whose per-patient machinery reads each occasion here.
 
-==============  ===============================================================================
-ID              subject identifier (any text); a subject's rows must be contiguous
-TIME            h on any clock, >= 0, non-decreasing within an occasion (it may restart at a
-                reset row, as NONMEM allows)
-AMT             dose in mg (dose rows; AMT 0 is a held dose)
-DV              measured concentration in mg/L (observation rows)
-EVID            0 observation, 1 dose, 2 other, 3 reset, 4 reset and dose (see below)
-MDV             optional; an observation row with MDV = 1 carries no measurement and is skipped
-RATE, DUR       optional; infusion rate mg/h (RATE -2: duration from DUR) or duration h
-SS, II, ADDL    optional; steady state (SS 1 on an occasion's first dose row, expanded into
-                ``ss_doses`` prior doses) and additional doses every II h
-BLQ             optional; 1 = the assay reported the sample below its LLOQ
-LLOQ            optional; the assay's lower limit of quantification in mg/L, one per table
-CMT             optional, ignored (one observed compartment)
-declared        the covariate columns named in ``covariates`` (:class:`CovariateSpec`):
-covariates      numeric (a number) or categorical (any text, e.g. ``F``/``M``, a ward code)
-==============  ===============================================================================
+============  ================================================================================
+ID            subject identifier (any text); a subject's rows must be contiguous
+TIME          h, >= 0, non-decreasing within an occasion (it may restart at a reset, as in NONMEM)
+AMT, DV       dose in mg (AMT 0: a held dose); measured concentration in mg/L
+EVID          0 observation, 1 dose, 2 other, 3 reset, 4 reset and dose (see below)
+MDV           optional; an observation row with MDV = 1 carries no measurement and is skipped
+RATE, DUR     optional; infusion rate mg/h (RATE -2: the duration is DUR) or duration h
+SS, II, ADDL  optional; SS 1 on an occasion's first dose row (expanded into ``ss_doses`` prior
+              doses), ADDL additional doses every II h
+BLQ, LLOQ     optional; 1 = below the assay's LLOQ; the LLOQ in mg/L (one per table)
+CMT           optional, ignored (one observed compartment)
+covariates    the declared columns (:class:`CovariateSpec`): numeric, or categorical (any text)
+============  ================================================================================
 
 Any other column is refused (a misspelt or forgotten covariate must not be silently dropped):
 declare it as a covariate or name it in ``ignore_columns`` (CLI ``--ignore-columns``). The fixed
 reader's covariates (AGE, SEX, WT, HT, SCR, CRCL) are ordinary columns here: declare or ignore them.
 
-EVID (the PREDPP event types): 0 observation; 1 dose; 2 other-type event, e.g. a covariate change:
-neither dose nor sample, but its covariate values count; 3 reset: the system is emptied, the
-subject starts a new occasion, a new *record* ``ID#k`` (k = 2, 3, ...) whose clock starts at its
-first dose (dose items must be empty or 0 on the reset row); 4 reset and dose: a new occasion
-starting with this dose. A subject whose first row is a reset has no earlier occasion: its first
-record is ``ID``. Each occasion needs a dose (else refused, naming its rows), and samples after a
-reset but before the occasion's first dose are refused as pre-dose samples.
+EVID: 0 observation; 1 dose; 2 other-type event (e.g. a covariate change): neither dose nor
+sample, but its covariate values count; 3 reset: the system is emptied and a new occasion, a new
+*record* ``ID#k`` (k = 2, 3, ...), starts, its clock at its first dose (no AMT on the reset row);
+4 reset and dose: a new occasion starting with this dose. A subject whose first row is a reset has
+no earlier occasion (its first record is ``ID``). An occasion without a dose is refused naming its
+rows; samples after a reset but before the occasion's first dose are refused as pre-dose samples.
 
-Censoring: the LLOQ is the ``lloq_mg_l`` argument, else the LLOQ column (> 0 and the same on every
-row that gives it), else none. A sample with DV < LLOQ, or BLQ = 1, is censored: carried as LLOQ/2
-with ``blq`` True; BLQ = 1 without any LLOQ is refused.
+Censoring: the LLOQ is the ``lloq_mg_l`` argument, else the LLOQ column (> 0, the same on every row
+giving it), else none. A sample with DV < LLOQ, or BLQ = 1, is carried as LLOQ/2 with ``blq`` True.
 
-Covariates: numeric values are parsed as numbers, categorical values kept as their stripped text
-(case-sensitive). Each record takes the value in effect at its first dose row: the subject's last
-non-missing value on or before that row (last observation carried forward, across EVID 0/1/2/3
-rows and earlier occasions), else one back-filled from the subject's first recorded value, else
-None (imputed by :class:`CovariateEncoder`, with a warning). The PK-VAE takes one covariate vector
-per record, so a covariate that changes within a record (time-varying covariates) is NOT modelled:
-only the value at the record's first dose is used. :class:`CovariateEncoder`, fitted on training
-records, turns the raw values into a float matrix (numeric as they are; categorical one-hot).
+Covariates: numeric values are parsed as numbers, categorical ones kept as stripped text (case
+matters). A record takes the value in effect at its first dose row: the subject's last non-missing
+value on or before that row (carried forward over EVID 0-3 rows and earlier occasions), else one
+back-filled from the subject's first recorded value, else None (imputed by
+:class:`CovariateEncoder`, with a warning). The PK-VAE takes one covariate vector per record, so
+time-varying covariates are NOT modelled: a change within a record is not used.
 
-Not supported: more than one observed compartment or analyte (CMT is ignored), an LLOQ that varies
-within the table, the modelled rates RATE -1, SS 2/3 and SS after earlier doses of an occasion,
-time-varying covariates within a record. Everything refused raises ``ValueError``; where a row is
-at fault the message names its data row, file line and ID.
+Not supported: several observed compartments or analytes, an LLOQ varying within the table, RATE
+-1, SS 2/3, SS after earlier doses of an occasion, time-varying covariates within a record. All
+refusals raise ``ValueError``, naming data row, file line and ID where a row is at fault.
 """
 
 from __future__ import annotations
@@ -68,15 +58,10 @@ from pathlib import Path
 
 import numpy as np
 
+from vae_simulator import nonmem_events as ne
 from vae_simulator.events import DosingEvents, EventLimits
 from vae_simulator.nonmem import MISSING, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, _Row, group_rows, read_table
-from vae_simulator.nonmem_events import (
-    SS_PRIOR_DOSES,
-    Observations,
-    _check_arguments,
-    _patient,
-    _table_events,
-)
+from vae_simulator.nonmem_events import SS_PRIOR_DOSES, Observations
 
 KINDS = ("numeric", "categorical")
 #: Columns the reader itself interprets; a covariate may not take one of these names.
@@ -108,12 +93,12 @@ class CovariateSpec:
             raise ValueError(f"covariate {self.name}: kind must be one of {KINDS}, got {self.kind!r}")
 
 
-def parse_covariate_specs(text: str | Sequence[str], categorical: Sequence[str] = ()) -> tuple[CovariateSpec, ...]:
+def parse_covariate_specs(text: str | Sequence[str],
+                          categorical: Sequence[str] = ()) -> tuple[CovariateSpec, ...]:
     """``"WT,APGAR"`` -> numeric specs; names in ``categorical``, or written ``"SEX:cat"``, are categorical.
 
-    Names are upper-cased; ``":num"`` marks a numeric one explicitly; empty entries are skipped
-    (``""`` -> ``()``). Duplicates, unknown ``:kind`` suffixes and names in ``categorical`` that are
-    not declared are refused.
+    Names are upper-cased; ``:num`` marks a numeric one; empty entries are skipped (``""`` -> ``()``).
+    Duplicates, unknown ``:kind`` suffixes and undeclared names in ``categorical`` are refused.
     """
     items = text.split(",") if isinstance(text, str) else list(text)
     wanted_categorical = [str(c).strip().upper() for c in categorical]
@@ -140,21 +125,18 @@ def parse_covariate_specs(text: str | Sequence[str], categorical: Sequence[str] 
     names = _unique_names(specs)
     undeclared = [c for c in wanted_categorical if c not in names]
     if undeclared:
-        raise ValueError(f"categorical covariate(s) {undeclared} are not among the declared covariates {names}")
+        raise ValueError(f"categorical covariate(s) {undeclared} are not among the declared covariates "
+                         f"{names}")
     return tuple(specs)
 
 
 @dataclass(frozen=True)
 class ClinicTable:
-    """A clinic table's records (one per subject occasion) with their events, samples and covariates.
+    """A table's records (one per subject occasion: ``ID``, ``ID#2``, ...), events, samples, covariates.
 
-    ``ids`` names each record (``ID``, or ``ID#k`` for the k-th occasion after resets),
-    ``subject_ids`` its table ID; ``events`` ``(n, E)`` and ``observations`` on each record's clock (h
-    from its first dose event), ``time_origin_h (n,)`` the table TIME of that ``t = 0``;
-    ``covariate_values[name]`` per record the raw value in effect at its first dose (see module doc).
-    Also ``event_rows[i][j]``, the data row event ``j`` of record ``i`` comes from, and ``ss_shift_h
-    (n,)``, how far SS-prepended doses moved the origin before the first dose row (as in
-    :class:`~vae_simulator.nonmem_events.TableEvents`).
+    Times are h from each record's first dose event; ``covariate_values[name]`` holds per record the
+    raw value in effect at its first dose (see module doc); ``event_rows`` and ``ss_shift_h`` are as
+    in :class:`~vae_simulator.nonmem_events.TableEvents`.
     """
 
     path: Path
@@ -189,10 +171,12 @@ def read_clinic_table(path: str | Path, covariates: Sequence[CovariateSpec] = ()
     ``lloq_mg_l`` overrides an LLOQ column; ``ss_doses`` and ``limits`` as in
     :func:`~vae_simulator.nonmem_events.read_dosing_events`.
     """
-    _check_arguments(lloq_mg_l, ss_doses)
+    ne._check_arguments(lloq_mg_l, ss_doses)
     specs = _checked_specs(covariates)
     names = tuple(s.name for s in specs)
-    ignored = tuple(str(c).strip().upper() for c in ignore_columns)
+    if isinstance(ignore_columns, str):  # the CLI's "A,B"
+        ignore_columns = ignore_columns.split(",")
+    ignored = tuple(c.strip().upper() for c in ignore_columns if c.strip())
     both = [n for n in names if n in ignored]
     if both:
         raise ValueError(f"column(s) {both} are declared as covariates and also in ignore_columns")
@@ -204,16 +188,15 @@ def read_clinic_table(path: str | Path, covariates: Sequence[CovariateSpec] = ()
         raise ValueError(f"{path}: declared covariate column(s) {missing} are not in the header "
                          f"{list(header)}")
     lloq = lloq_mg_l if lloq_mg_l is not None else _lloq_column(rows, header)
-    ids: list[str] = []
-    subjects: list[str] = []
-    patients = []
+    ids, subjects, patients = [], [], []
     values: dict[str, list] = {n: [] for n in names}
     for pid, group in group_rows(rows).items():
         recorded = {s.name: _recorded(group, s) for s in specs}
         for k, occasion in enumerate(_occasions(group), start=1):
             rid = pid if k == 1 else f"{pid}#{k}"
-            who = f"occasion {k} of ID {pid} (record {rid}, data rows {occasion[0].index}-{occasion[-1].index})"
-            patient = _patient(rid, occasion, header, lloq, int(ss_doses), limits, resets=True, who=who)
+            span = f"{occasion[0].index}-{occasion[-1].index}"
+            who = f"occasion {k} of ID {pid} (record {rid}, data rows {span})"
+            patient = ne._patient(rid, occasion, header, lloq, int(ss_doses), limits, resets=True, who=who)
             first_dose_row = min(e[3].index for e in patient.events)
             for name in names:
                 values[name].append(_in_effect(recorded[name], first_dose_row))
@@ -224,7 +207,7 @@ def read_clinic_table(path: str | Path, covariates: Sequence[CovariateSpec] = ()
     if clash:
         raise ValueError(f"{path}: record ID(s) {clash} of later occasions clash with table IDs of the same "
                          f"name; rename those IDs")
-    batch = _table_events(tuple(ids), patients, lloq)
+    batch = ne._table_events(tuple(ids), patients, lloq)
     return ClinicTable(path=path, sha256=hashlib.sha256(path.read_bytes()).hexdigest(), ids=batch.ids,
                        subject_ids=tuple(subjects), events=batch.events, observations=batch.observations,
                        time_origin_h=batch.time_origin_h, lloq_mg_l=lloq, covariate_specs=specs,
@@ -238,7 +221,8 @@ def _checked_specs(covariates: Sequence[CovariateSpec]) -> tuple[CovariateSpec, 
     specs = tuple(covariates)
     for spec in specs:
         if not isinstance(spec, CovariateSpec):
-            raise TypeError(f"covariates must be CovariateSpec objects (see parse_covariate_specs), got {spec!r}")
+            raise TypeError(f"covariates must be CovariateSpec objects (see parse_covariate_specs), "
+                            f"got {spec!r}")
     names = _unique_names(specs)
     reserved = [n for n in names if n in STRUCTURAL_COLUMNS]
     if reserved:
@@ -288,12 +272,8 @@ def _recorded(rows: list[_Row], spec: CovariateSpec) -> list[tuple[int, float | 
     """Every non-missing value of a covariate on a subject's rows, as (data row, value), parsed."""
     out: list[tuple[int, float | str]] = []
     for row in rows:
-        if spec.kind == "numeric":
-            value = row.number_or_none(spec.name)
-        else:
-            value = row.text(spec.name)
-            value = None if value in MISSING else value
-        if value is not None:
+        value = row.number_or_none(spec.name) if spec.kind == "numeric" else row.text(spec.name)
+        if value is not None and value not in MISSING:
             out.append((row.index, value))
     return out
 
@@ -301,9 +281,7 @@ def _recorded(rows: list[_Row], spec: CovariateSpec) -> list[tuple[int, float | 
 def _in_effect(recorded: list[tuple[int, float | str]], row_index: int) -> float | str | None:
     """The last value on or before data row ``row_index``, else the first later one, else None."""
     before = [value for index, value in recorded if index <= row_index]
-    if before:
-        return before[-1]
-    return recorded[0][1] if recorded else None
+    return before[-1] if before else (recorded[0][1] if recorded else None)
 
 
 class CovariateEncoder:
@@ -362,11 +340,7 @@ class CovariateEncoder:
             if kinds.get(spec.name, spec.kind) != spec.kind:
                 raise ValueError(f"{table.path}: covariate {spec.name} is read as {kinds[spec.name]} but the "
                                  f"encoder was fitted on it as {spec.kind}")
-            raw = table.covariate_values[spec.name]
-            if len(raw) != len(table):
-                raise ValueError(f"{table.path}: {len(raw)} values of covariate {spec.name} for "
-                                 f"{len(table)} records")
-            for i, value in enumerate(raw):
+            for i, value in enumerate(table.covariate_values[spec.name]):
                 if value is None:
                     value = self._imputed(spec, table.ids[i], table.subject_ids[i], warn)
                 if spec.kind == "numeric":
@@ -374,54 +348,47 @@ class CovariateEncoder:
                     continue
                 known = self.levels[spec.name]
                 if value not in known:
-                    raise ValueError(f"record {table.ids[i]}: unknown covariate coding {spec.name} = {value!r}; "
-                                     f"the levels seen in training are {list(known)}")
+                    raise ValueError(f"record {table.ids[i]}: unknown covariate coding {spec.name} = "
+                                     f"{value!r}; the levels seen in training are {list(known)}")
                 out[i, column + known.index(value)] = 1.0
             column += 1 if spec.kind == "numeric" else len(self.levels[spec.name])
         return out
 
     def _imputed(self, spec: CovariateSpec, record: str, subject: str, warn: bool) -> float | str:
-        if spec.kind == "numeric":
-            value, what = self.medians[spec.name], f"the training median {self.medians[spec.name]:g}"
-        else:
-            value, what = self.modes[spec.name], f"the training mode {self.modes[spec.name]!r}"
+        value = self.medians[spec.name] if spec.kind == "numeric" else self.modes[spec.name]
         if warn:
+            what = f"median {value:g}" if spec.kind == "numeric" else f"mode {value!r}"
             warnings.warn(f"record {record}: covariate {spec.name} is missing on every row of subject "
-                          f"{subject}; imputed with {what}", CovariateImputationWarning, stacklevel=3)
+                          f"{subject}; imputed with the training {what}", CovariateImputationWarning,
+                          stacklevel=3)
         return value
 
     def to_dict(self) -> dict:
         """JSON-serialisable: the specs with their imputation values and levels, and ``log_names``."""
-        covariates = []
-        for spec in self.specs:
-            entry: dict = {"name": spec.name, "kind": spec.kind}
-            if spec.kind == "numeric":
-                entry["median"] = self.medians[spec.name]
-            else:
-                entry["levels"] = list(self.levels[spec.name])
-                entry["mode"] = self.modes[spec.name]
-            covariates.append(entry)
+        covariates = [{"name": s.name, "kind": s.kind, "median": self.medians[s.name]} if s.kind == "numeric"
+                      else {"name": s.name, "kind": s.kind, "levels": list(self.levels[s.name]),
+                            "mode": self.modes[s.name]} for s in self.specs]
         return {"format": ENCODER_FORMAT, "version": ENCODER_VERSION, "covariates": covariates,
                 "log_names": list(self.log_names)}
 
     @classmethod
     def from_dict(cls, d: dict) -> CovariateEncoder:
         """The encoder :meth:`to_dict` wrote; ValueError naming what is wrong in a malformed dict."""
-        if not isinstance(d, dict):
-            raise ValueError(f"covariate encoder: expected a dict, got {type(d).__name__}")  # noqa: TRY004
         _check_keys("covariate encoder", d, {"format", "version", "covariates", "log_names"})
         if d["format"] != ENCODER_FORMAT or d["version"] != ENCODER_VERSION:
             raise ValueError(f"covariate encoder: format {d['format']!r} version {d['version']!r} is not "
                              f"{ENCODER_FORMAT!r} version {ENCODER_VERSION}")
         if not isinstance(d["covariates"], list):
-            raise ValueError(f"covariate encoder: 'covariates' must be a list, got {d['covariates']!r}")  # noqa: TRY004
+            raise ValueError(  # noqa: TRY004 (the API promises ValueError for any malformed dict)
+                f"covariate encoder: 'covariates' must be a list, got {d['covariates']!r}")
         specs, medians, levels, modes = [], {}, {}, {}
         for i, entry in enumerate(d["covariates"]):
             where = f"covariate encoder: covariates[{i}]"
-            if not isinstance(entry, dict) or entry.get("kind") not in KINDS:
-                raise ValueError(f"{where} must be a dict with 'kind' one of {KINDS}, got {entry!r}")
-            numeric = entry["kind"] == "numeric"
-            _check_keys(where, entry, {"name", "kind", "median"} if numeric else {"name", "kind", "levels", "mode"})
+            kind = entry.get("kind") if isinstance(entry, dict) else None
+            if kind not in KINDS:
+                raise ValueError(f"{where} must be a dict with a kind in {KINDS}, got {entry!r}")
+            numeric = kind == "numeric"
+            _check_keys(where, entry, {"name", "kind"} | ({"median"} if numeric else {"levels", "mode"}))
             try:
                 spec = CovariateSpec(entry["name"], entry["kind"])
             except ValueError as exc:
@@ -430,29 +397,32 @@ class CovariateEncoder:
                 raise ValueError(f"{where}: covariate {spec.name} appears more than once")
             if numeric:
                 median = entry["median"]
-                if isinstance(median, bool) or not isinstance(median, (int, float)) or not math.isfinite(median):
+                if isinstance(median, bool) or not isinstance(median, (int, float)) or not math.isfinite(
+                        median):
                     raise ValueError(f"{where} ({spec.name}): median must be a finite number, got {median!r}")
                 medians[spec.name] = float(median)
             else:
                 known = entry["levels"]
-                if (not isinstance(known, list) or not known or not all(isinstance(x, str) and x for x in known)
-                        or len(set(known)) != len(known)):
+                if (not isinstance(known, list) or not known or len(set(map(str, known))) != len(known)
+                        or not all(isinstance(x, str) and x for x in known)):
                     raise ValueError(f"{where} ({spec.name}): levels must be a non-empty list of distinct "
                                      f"non-empty strings, got {known!r}")
                 if entry["mode"] not in known:
-                    raise ValueError(f"{where} ({spec.name}): mode {entry['mode']!r} is not one of the levels "
-                                     f"{known}")
+                    raise ValueError(f"{where} ({spec.name}): mode {entry['mode']!r} is not one of the "
+                                     f"levels {known}")
                 levels[spec.name], modes[spec.name] = tuple(known), entry["mode"]
             specs.append(spec)
         log_names = d["log_names"]
         if not isinstance(log_names, list) or len(set(map(str, log_names))) != len(log_names) or any(
-                name not in medians for name in log_names):
+                not isinstance(name, str) or name not in medians for name in log_names):
             raise ValueError(f"covariate encoder: log_names must list distinct numeric covariates of "
                              f"{sorted(medians)}, got {log_names!r}")
         return cls(specs, medians, levels, modes, log_names)
 
 
 def _check_keys(where: str, d: dict, expected: set[str]) -> None:
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: expected a dict with keys {sorted(expected)}, got {d!r}")  # noqa: TRY004
     missing, extra = sorted(expected - set(d)), sorted(map(str, set(d) - expected))
     if missing or extra:
         raise ValueError(f"{where}: missing key(s) {missing}, unexpected key(s) {extra}; expected "

@@ -244,7 +244,9 @@ def _subset(table: ClinicTable, index: np.ndarray) -> ClinicTable:
     return replace(table, ids=tuple(table.ids[i] for i in index),
                    subject_ids=tuple(table.subject_ids[i] for i in index), events=table.events.take(index),
                    observations=tuple(table.observations[i] for i in index),
-                   time_origin_h=table.time_origin_h[index], covariate_values=values)
+                   time_origin_h=table.time_origin_h[index], covariate_values=values,
+                   event_rows=tuple(table.event_rows[i] for i in index) if table.event_rows else (),
+                   ss_shift_h=None if table.ss_shift_h is None else table.ss_shift_h[index])
 
 
 def load_table_model(manifest_path: Path) -> tuple[CTPKVAE, CovariateEncoder, dict]:
