@@ -77,13 +77,17 @@ def _write_times(path, rows):
         w.writerows(rows)
 
 
-def _history_within_horizon(trained, virtual_table, tmp_path, n=2):
-    """The first ``n`` patients whose samples lie inside the trained horizon, as a history table."""
+def _history_within_horizon(trained, virtual_table, tmp_path, n=2, until_h=None):
+    """The first ``n`` patients whose samples lie inside the trained horizon (and before ``until_h``, rows
+    after it dropped), as a history table."""
     table, horizon = trained.table, trained.model.cfg.horizon_h
-    keep = [pid for pid, obs in zip(table.ids, table.observations) if obs.times_h.max() < horizon - 2.0][:n]
+    limit = horizon - 2.0 if until_h is None else until_h
+    keep = [pid for pid, obs in zip(table.ids, table.observations)
+            if obs.times_h.max() < horizon - 2.0 and (obs.times_h < limit).sum() >= 1][:n]
     lines = virtual_table.read_text().splitlines()
+    rows = [ln for ln in lines[1:] if ln.split(",")[0] in keep and float(ln.split(",")[1]) <= limit]
     path = tmp_path / "history.csv"
-    path.write_text("\n".join(lines[:1] + [ln for ln in lines[1:] if ln.split(",")[0] in keep]) + "\n")
+    path.write_text("\n".join(lines[:1] + rows) + "\n")
     return path, keep
 
 
@@ -184,3 +188,20 @@ def test_cross_validation_pools_folds_and_scores_against_truth(virtual_table, tm
     true, obs = np.array(forecast["true_mg_l"]), np.array(forecast["observed_mg_l"])
     assert np.all(true > 0) and not np.allclose(true, obs)  # the noisy samples are not the truth
     assert "against the true concentration" in (tmp_path / "report.md").read_text()
+
+
+def test_mipd_on_a_table_model(trained, virtual_table, tmp_path):
+    from vae_simulator.ct_mipd import main as mipd_main
+
+    history, (pid, other) = _history_within_horizon(trained, virtual_table, tmp_path, until_h=100.0)
+    out = tmp_path / "advice.csv"
+    base = ["--weights", str(trained.manifest_path), "--data", str(history), "--out", str(out)]
+    with pytest.raises(SystemExit, match="--target is required"):
+        mipd_main(base)
+    assert mipd_main([*base, "--target", "trough:10-20", "--intervals", "12,24", "--plan-doses", "2",
+                      "--forecast-hours", "0,2", "--draws", "20"]) == 0
+    with out.open() as f:
+        rows = list(csv.DictReader(f))
+    assert {r["ID"] for r in rows} == {pid, other}
+    doses = [float(v) for r in rows for k, v in r.items() if k.endswith("_mg") and v not in ("", None)]
+    assert doses and all(0 <= d <= trained.model.cfg.dose_max_mg + 1e-6 for d in doses)

@@ -313,7 +313,7 @@ def summary_table(rows: list[dict]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vae_simulator.ct_mipd", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--drug", required=True, help="drug of the table (its shipped continuous-time PK-VAE is used)")
+    p.add_argument("--drug", default=None, help="drug of the table (its shipped continuous-time PK-VAE is used)")
     p.add_argument("--data", type=Path, required=True, help="NONMEM-style table (CSV): doses, samples, covariates")
     p.add_argument("--intervals", default=None,
                    help="dosing intervals (h) to recommend a dose for, e.g. 8,12,24 (default: the drug's usual one)")
@@ -328,28 +328,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dose-step", type=float, default=None, help="dose grid step, mg (default 1/200 of the range)")
     p.add_argument("--draws", type=int, default=200, help="latent draws for the 90%% intervals (default 200)")
     p.add_argument("--seed", type=int, default=0, help="seed of the latent draws (default 0)")
-    p.add_argument("--weights", type=Path, default=None, help="manifest of a CT PK-VAE instead of the shipped one")
+    p.add_argument("--weights", type=Path, default=None,
+                   help="manifest of a CT PK-VAE instead of the shipped one: a retrained drug's (with --drug), or "
+                        "one learnt from your table (vae_simulator.byod; then --target is required)")
+    p.add_argument("--ignore-columns", default="", help="table columns to skip (with a PK-VAE learnt from a table)")
     p.add_argument("--out", type=Path, required=True, help="CSV to write")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from argparse import Namespace
+
+    from vae_simulator.forecast import load_history
     from vae_simulator.groundtruth import get_model
-    from vae_simulator.vae.ct_train import ct_shipped_dir
-    from vae_simulator.vae.io import CT_MANIFEST_FORMAT, load_model
+    from vae_simulator.vae.io import CT_MANIFEST_FORMAT, load_model, read_manifest
 
     try:
-        drug = get_model(args.drug)
-        model, _ = load_model(args.weights or ct_shipped_dir() / f"{args.drug}.json", args.drug, CT_MANIFEST_FORMAT)
+        if args.drug is None and args.weights is None:
+            raise ValueError("give --drug (a shipped drug) or --weights (a PK-VAE learnt from your table)")
+        table_model = args.weights is not None and "data" in read_manifest(args.weights, CT_MANIFEST_FORMAT)
+        if table_model:
+            if args.target is None:
+                raise ValueError("--target is required with a PK-VAE learnt from a table (it has no published "
+                                 "target), e.g. --target trough:15-25")
+            if args.drug is not None:
+                raise ValueError("--drug names a shipped drug; a PK-VAE learnt from a table is given by --weights only")
+            model, covariates, table, _ = load_history(Namespace(weights=args.weights, drug=None, data=args.data,
+                                                                 ignore_columns=args.ignore_columns))
+            default_interval, dose_max = model.cfg.interval_h, model.cfg.dose_max_mg
+        else:
+            drug = get_model(args.drug)
+            if args.weights is None:
+                model, covariates, table, _ = load_history(Namespace(weights=None, drug=args.drug, data=args.data,
+                                                                     ignore_columns=args.ignore_columns))
+            else:  # another CT PK-VAE of a shipped drug (e.g. retrained)
+                model, _ = load_model(args.weights, args.drug, CT_MANIFEST_FORMAT)
+                table = read_dosing_events(args.data, lloq_mg_l=drug.lloq_mg_l, limits=model_limits(model))
+                cov = read_covariates(args.data)
+                covariates = np.stack([cov[pid] for pid in table.ids])
+            default_interval, dose_max = drug.interval_h, drug.dose_range_mg[1]
         target = parse_target(args.target, args.drug)
-        intervals = parse_list(args.intervals, "--intervals", True) if args.intervals else np.array([drug.interval_h])
+        intervals = parse_list(args.intervals, "--intervals", True) if args.intervals else np.array([default_interval])
         hours = parse_list(args.forecast_hours, "--forecast-hours", False)
         if args.plan_doses < 1 or args.draws < 2:
             raise ValueError(f"--plan-doses must be >= 1 and --draws >= 2, got {args.plan_doses} and {args.draws}")
-        table = read_dosing_events(args.data, lloq_mg_l=drug.lloq_mg_l, limits=model_limits(model))
-        covariates = read_covariates(args.data)
-        cohort = infer(model, table, np.stack([covariates[pid] for pid in table.ids]))
+        cohort = infer(model, table, covariates)
         if args.next_dose_at is None:
             last, gap = last_dose_and_gap(table.events, model.cfg.interval_h)
             next_dose = last + gap
@@ -361,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"ID {table.ids[k]}: next dose at {next_dose[k] + table.time_origin_h[k]:g} h (table "
                              f"clock) is before the patient's last record at "
                              f"{cohort.now_h[k] + table.time_origin_h[k]:g} h; give --next-dose-at")
-        step = args.dose_step or drug.dose_range_mg[1] / 200.0
+        step = args.dose_step or dose_max / 200.0
         rows = advise(model, cohort, [float(t) for t in intervals], target, next_dose, args.plan_doses, step, hours,
                       args.draws, args.seed)
     except (ValueError, FileNotFoundError, KeyError) as exc:
