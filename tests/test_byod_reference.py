@@ -114,7 +114,7 @@ def test_patient_without_samples_gets_the_prior(cohort):
 
 
 def test_m3_keeps_the_fit_from_collapsing_under_censoring():
-    truth, events, sample_h, conc, weight, _, _ = _simulate(300, 3)
+    _, events, sample_h, conc, weight, _, _ = _simulate(300, 3)
     lloq = float(np.quantile(conc, 0.2))
     blq = conc < lloq
     assert 0.15 < blq.mean() < 0.25
@@ -130,6 +130,8 @@ def test_oral_fit_without_weight():
                               route="oral")
     assert pop.wt_ref_kg is None and np.all(pop.theta_wt == 0.0)
     np.testing.assert_allclose(np.exp(pop.log_typical), [2.0, 30.0, 1.0], rtol=0.35)
+    # without the covariate, the weight's spread (log SD 0.2) joins the BSV of CL and V
+    np.testing.assert_allclose(pop.omega_sd[:2], np.hypot([0.3, 0.2], [0.75 * 0.2, 0.2]), rtol=0.25)
 
 
 def test_round_trip():

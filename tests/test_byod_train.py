@@ -205,3 +205,13 @@ def test_mipd_on_a_table_model(trained, virtual_table, tmp_path):
     assert {r["ID"] for r in rows} == {pid, other}
     doses = [float(v) for r in rows for k, v in r.items() if k.endswith("_mg") and v not in ("", None)]
     assert doses and all(0 <= d <= trained.model.cfg.dose_max_mg + 1e-6 for d in doses)
+
+
+def test_same_seed_same_weights(virtual_table, tmp_path):
+    runs = [train_on_table(virtual_table, COVARIATES, name="det", out_dir=tmp_path / f"r{k}", lloq_mg_l=2.0,
+                           epochs=2, progress=False) for k in range(2)]
+    a, b = (r.model.state_dict() for r in runs)
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+    other = train_on_table(virtual_table, COVARIATES, name="det", out_dir=tmp_path / "r2", lloq_mg_l=2.0,
+                           epochs=2, seed=1, progress=False).model.state_dict()
+    assert not all(np.array_equal(a[k].numpy(), other[k].numpy()) for k in a)

@@ -30,7 +30,10 @@ collapsing on sparse data, an EM-like step) and a 2-parameter maximisation for t
 needs no gradients through the inner optimum. Starting values: a pooled naive fit (all patients
 at eta = 0: a coarse grid then least squares on ``log(C + c0)``). Bounds: Omega variances in
 [0.01, 4]; sigma_prop in [0.01, 1]; sigma_add in [1e-4, 1] x the median quantified
-concentration (mg/L); Newton steps at most 1 per log parameter.
+concentration (mg/L); Newton steps at most 1 per log parameter. Oral typical values are taken
+on the ``ka > CL/V`` branch (the usual convention: flip-flop kinetics gives the same pooled curve
+and is not modelled). Laplace intervals are Gaussian in eta: on simulated sparse IV data their
+90 % intervals covered about 85-88 %.
 """
 
 from __future__ import annotations

@@ -228,6 +228,9 @@ def train_on_table(path: Path, covariates: str | tuple = (), *, name: str = "cus
     settings = table_settings(len(train), seed=seed, **setting_overrides)
     data = table_regimen_data(table, cov, encoder.names, name)
     out_dir = Path(out_dir or Path("runs/byod") / name)
+    import torch
+
+    torch.manual_seed(settings.seed)  # the initial weights: same seed, same model, bit for bit
     model = build_table_model(name, table, data, train, settings, encoder)
     model, summary = train_ct_vae(data.take(train), out_dir, settings, resume=resume, progress=progress,
                                   model=model, data_id=table.sha256)
