@@ -215,3 +215,16 @@ def test_same_seed_same_weights(virtual_table, tmp_path):
     other = train_on_table(virtual_table, COVARIATES, name="det", out_dir=tmp_path / "r2", lloq_mg_l=2.0,
                            epochs=2, seed=1, progress=False).model.state_dict()
     assert not all(np.array_equal(a[k].numpy(), other[k].numpy()) for k in a)
+
+
+def test_forecast_refuses_an_unknown_covariate_coding(trained, virtual_table, tmp_path):
+    history, (pid, *_) = _history_within_horizon(trained, virtual_table, tmp_path, n=1)
+    lines = history.read_text().splitlines()
+    i_sex = lines[0].split(",").index("SEX")
+    recoded = [lines[0]] + [",".join(f if j != i_sex else "2" for j, f in enumerate(ln.split(","))) for ln in lines[1:]]
+    history.write_text("\n".join(recoded) + "\n")
+    times = tmp_path / "times.csv"
+    _write_times(times, [(pid, 5.0)])
+    with pytest.raises(SystemExit, match="SEX"):
+        forecast_main(["--weights", str(trained.manifest_path), "--data", str(history), "--at", str(times),
+                       "--out", str(tmp_path / "p.csv")])
