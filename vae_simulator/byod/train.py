@@ -98,11 +98,17 @@ def table_limits(table: ClinicTable, index: np.ndarray | None = None) -> EventLi
     infused = infusions[infusions > 0]
     times = np.where(mask, ev.times_h[idx], np.nan)
     gaps = np.diff(times, axis=1)
-    last_sample = max(float(table.observations[i].times_h.max()) for i in idx if table.observations[i].times_h.size)
-    longest_gap = float(np.nanmax(gaps)) if np.isfinite(gaps).any() else last_sample
+    longest = float(np.nanmax(gaps)) if np.isfinite(gaps).any() else 0.0
+    last_sample = 0.0
+    for i in idx:  # a sample's distance to the dose before it is a gap the model was trained on too
+        obs = table.observations[i].times_h
+        if obs.size:
+            last_sample = max(last_sample, float(obs.max()))
+            dose_before = np.where(ev.mask[i] & (ev.times_h[i] < obs[:, None]), ev.times_h[i], -np.inf).max(1)
+            longest = max(longest, float((obs - dose_before).max()))
     return EventLimits(dose_max_mg=float(amounts.max()),
                        infusion_range_h=(float(infused.min()), float(infused.max())) if infused.size else (0.0, 0.0),
-                       horizon_h=last_sample, max_gap_h=max(longest_gap, 1e-3))
+                       horizon_h=last_sample, max_gap_h=max(longest, 1e-3))
 
 
 def typical_interval_h(table: ClinicTable, index: np.ndarray) -> float:
