@@ -30,13 +30,13 @@ amount (the decoder could not learn how concentration scales with dose).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from vae_simulator.byod.table import ClinicTable, CovariateEncoder, parse_covariate_specs, read_clinic_table
 from vae_simulator.ct_mipd import sample_arrays
@@ -180,10 +180,6 @@ def build_table_model(name: str, table: ClinicTable, data: RegimenData, index: n
     return model
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 @dataclass(frozen=True)
 class TableRun:
     """What :func:`train_on_table` produced."""
@@ -234,8 +230,6 @@ def train_on_table(path: Path, covariates: str | tuple = (), *, name: str = "cus
     settings = table_settings(len(train), seed=seed, **setting_overrides)
     data = table_regimen_data(table, cov, encoder.names, name)
     out_dir = Path(out_dir or Path("runs/byod") / name)
-    import torch
-
     torch.manual_seed(settings.seed)  # the initial weights: same seed, same model, bit for bit
     model = build_table_model(name, table, data, train, settings, encoder)
     model, summary = train_ct_vae(data.take(train), out_dir, settings, resume=resume, progress=progress,
