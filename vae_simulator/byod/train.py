@@ -282,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default sized by the table)")
     p.add_argument("--latent-dim", type=int, default=None, help="latent size (default sized by the table)")
     p.add_argument("--hidden", type=int, default=None, help="hidden units (default sized by the table)")
+    p.add_argument("--patience", type=int, default=None, help="early-stopping epochs (default 25)")
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/byod/<name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--route", choices=("iv", "oral"), default="iv",
@@ -295,8 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    overrides = {k: v for k, v in {"epochs": args.epochs, "latent_dim": args.latent_dim,
-                                   "hidden": args.hidden}.items() if v is not None}
+    overrides = {k: v for k, v in {"epochs": args.epochs, "latent_dim": args.latent_dim, "hidden": args.hidden,
+                                   "patience": args.patience}.items() if v is not None}
     for key, value in overrides.items():
         if value < 1:
             raise SystemExit(f"error: --{key.replace('_', '-')} must be >= 1, got {value}")
