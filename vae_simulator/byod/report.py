@@ -78,12 +78,11 @@ def forecast_metrics(pred: np.ndarray, obs: np.ndarray, lo: np.ndarray, hi: np.n
             "pi90_coverage_pct": 100 * float(((obs >= lo) & (obs <= hi)).mean())}
 
 
-def _weight(run, index: np.ndarray) -> np.ndarray | None:
-    values = run.table.covariate_values.get("WT")
-    if values is None:
+def _weight(run, covariates: np.ndarray, index: np.ndarray) -> np.ndarray | None:
+    """Body weight (kg) of records ``index`` from the encoded covariates, ``None`` without a WT covariate."""
+    if "WT" not in run.table.covariate_values:
         return None
-    col = list(run.encoder.names).index("WT")
-    return run.encoder.transform(run.table, warn=False)[index, col]
+    return covariates[index, list(run.encoder.names).index("WT")]
 
 
 def read_truth(path: Path) -> dict[tuple[str, float], float]:
@@ -127,8 +126,8 @@ def compare_forecasts(run, index: np.ndarray, route: str = "iv", seed: int = 0,
     vae = forecast_intervals(run.model, cov[rec], events, before, query, seed)
     train = run.train_index
     pop = fit_population_1cmt(table.events.take(train), times[train], conc[train], blq[train], mask[train],
-                              route=route, weight_kg=_weight(run, train), lloq_mg_l=table.lloq_mg_l)
-    ref = forecast_1cmt(pop, events, *before, query, weight_kg=_weight(run, rec), seed=seed)
+                              route=route, weight_kg=_weight(run, cov, train), lloq_mg_l=table.lloq_mg_l)
+    ref = forecast_1cmt(pop, events, *before, query, weight_kg=_weight(run, cov, rec), seed=seed)
     true = None
     if truth is not None:
         keys = [(table.subject_ids[i], round(float(table.time_origin_h[i] + query[k, 0]), 6)) for k, i in enumerate(rec)]
