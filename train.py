@@ -3,6 +3,7 @@
     python train.py                                   # PPO on vancomycin, evaluated against every baseline
     python train.py --algo sac --env PKDose/Phenytoin-v0 --timesteps 100000
     python train.py --out runs/my-run --resume        # continue a killed run from its last checkpoint
+    python train.py --weights runs/byod/mine/best/mine.json --target trough:15-20   # your table's PK-VAE
     tensorboard --logdir runs                         # training curves, target attainment, toxicity
 
 The main job, on embedded defaults (about 8 minutes on 2 CPU cores):
@@ -36,17 +37,44 @@ SUBCOMMANDS = {"vae": "vae_simulator.vae.train", "generate": "vae_simulator.gene
 TABLE_VAE = "vae_simulator.byod.train"
 
 
+DEFAULT_ENV = "PKDose/Vancomycin-v0"
+
+
+def env_options(args: argparse.Namespace) -> dict:
+    """The environment arguments of ``--weights``, ``--target`` and each ``--env-option KEY=VALUE``."""
+    options = {} if args.weights is None else {"weights": str(args.weights)}
+    if args.target is not None:
+        options["target"] = args.target
+    for item in args.env_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--env-option {item!r} is not KEY=VALUE (e.g. intervals_h=[12])")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value  # plain text, e.g. target=auc24:400-600
+    return options
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python train.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--algo", default="ppo", help="ppo (default) or sac")
-    p.add_argument("--env", default="PKDose/Vancomycin-v0",
+    p.add_argument("--env", default=DEFAULT_ENV,
                    help="a scalar-reward PKDose id (default PKDose/Vancomycin-v0; see pk_envs.ALL_IDS)")
     p.add_argument("--timesteps", type=int, default=None,
                    help="training budget in environment steps (default: 600000 for PPO, 60000 for SAC)")
     p.add_argument("--seed", type=int, default=0, help="seed of the training patients and networks (default 0)")
     p.add_argument("--reward-weights", default=None, metavar="W_EFF,W_TOX",
                    help="weights of efficacy and toxicity in the reward, e.g. 1,2 (default: the env's 1,1)")
+    p.add_argument("--weights", default=None, metavar="MANIFEST",
+                   help="a PK-VAE learnt from your table (python train.py vae --data ...): trains on "
+                        "PKDose/Custom-v0 with it (needs --target)")
+    p.add_argument("--target", default=None, metavar="METRIC:LOW-HIGH",
+                   help="exposure window of --weights, e.g. auc24:400-600, trough:15-20")
+    p.add_argument("--env-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="another environment argument (VALUE as JSON), e.g. intervals_h=[12] or "
+                        "dose_range_mg=[0,3000]; repeatable")
     p.add_argument("--n-envs", type=int, default=None, help="patients simulated in parallel (default 16 PPO, 8 SAC)")
     p.add_argument("--eval-patients", type=int, default=1000, help="held-out cohort size (default 1000)")
     p.add_argument("--out", default=None, help="run and report directory (default runs/<algo>-<env>-seed<seed>)")
@@ -82,9 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     # 1. Configuration: embedded defaults, overridden by the options. Bad values raise here.
     algo = args.algo.lower()
     try:
-        config = RunConfig(algo=algo, env_id=args.env, seed=args.seed, n_envs=args.n_envs,
+        options, env_id = env_options(args), args.env
+        if args.weights is not None and env_id == DEFAULT_ENV:
+            env_id = "PKDose/Custom-v0"
+        config = RunConfig(algo=algo, env_id=env_id, seed=args.seed, n_envs=args.n_envs,
                            total_timesteps=args.timesteps or (600_000 if algo == "ppo" else 60_000),
-                           reward_weights=args.reward_weights)
+                           reward_weights=args.reward_weights, env_options=options)
         if args.eval_patients < 2:
             raise ValueError(f"--eval-patients must be >= 2, got {args.eval_patients}")
     except ValueError as err:
@@ -114,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                           expected_algo=config.algo)
 
     # 3. Evaluation: the agent and every baseline on the same held-out patients.
-    policies = {f"{config.algo.upper()} (this run)": SB3Policy(model), **baseline_policies(config.env_id)}
+    policies = {f"{config.algo.upper()} (this run)": SB3Policy(model), **baseline_policies(config.env_id, env_kwargs=config.env_kwargs)}
     results = []
     for name, policy in policies.items():
         print(f"Evaluating {name} on {args.eval_patients} held-out patients ...", flush=True)
@@ -129,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     courses = {name: record_courses(config.env_id, policy, seeds, config.env_kwargs) for name, policy in shown.items()}
     import gymnasium as gym
 
-    target = getattr(gym.make(config.env_id).unwrapped, "target", None)
+    target = getattr(gym.make(config.env_id, **config.env_kwargs).unwrapped, "target", None)
     plot_dose_trajectories(config.env_id, courses, run_dir / "dose_trajectories.png", target)
     references = ("standard dosing", "MIPD (PK-VAE encoder)", "oracle (true latent)")
     returns = {r.policy_name: r.metrics["return"].mean for r in results if r.policy_name in references}

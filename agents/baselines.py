@@ -167,6 +167,7 @@ class SB3Policy:
 
 def check_env_id(env_id: str) -> str:
     """``env_id`` if it is a registered PKDose id, else ValueError listing the ids."""
-    if env_id not in pk_envs.ALL_IDS:
-        raise ValueError(f"unknown environment id {env_id!r}; PKDose ids are: {', '.join(pk_envs.ALL_IDS)}")
+    if env_id not in pk_envs.ALL_IDS and env_id not in pk_envs.CUSTOM_IDS:
+        raise ValueError(f"unknown environment id {env_id!r}; PKDose ids are: {', '.join(pk_envs.ALL_IDS)} "
+                         f"and, with weights= and target=, {', '.join(pk_envs.CUSTOM_IDS)}")
     return env_id

@@ -71,9 +71,10 @@ def env_family(env_id: str) -> str:
         return "combination"
     if env_id in pk_envs.REGIMEN_IDS:
         return "regimen"
-    if env_id in pk_envs.SINGLE_DRUG_IDS:
+    if env_id in pk_envs.SINGLE_DRUG_IDS or env_id in pk_envs.CUSTOM_IDS:
         return "single"
-    raise ValueError(f"unknown environment id {env_id!r}; PKDose ids are: {', '.join(pk_envs.ALL_IDS)}")
+    raise ValueError(f"unknown environment id {env_id!r}; PKDose ids are: {', '.join(pk_envs.ALL_IDS)} "
+                     f"and, with weights= and target=, {', '.join(pk_envs.CUSTOM_IDS)}")
 
 
 def hyperparameters(algo: str, env_id: str) -> dict[str, Any]:

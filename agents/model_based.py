@@ -54,8 +54,11 @@ class _DecoderDosing:
         self.env = env
         self.drug = env.drug
         # the policy's model is the PK-VAE the patients come from (v0: interval-grid, v1: continuous-time)
-        self.continuous = env.decoder == "continuous"
-        if self.continuous:
+        self.continuous = env.decoder in ("continuous", "table")
+        if env.decoder == "table":  # PKDose/Custom-v0: a PK-VAE learnt from a table, the env's own
+            self.sim = env.simulator
+            self.model = self.sim.ct.model
+        elif self.continuous:
             self.sim = CTIntervalSimulator(drug=self.drug)
             self.model = self.sim.ct.model
         else:

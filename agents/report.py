@@ -23,24 +23,28 @@ COMBINATION_KEYS = ["return", "objective_response", "grade4_neutropenia", "progr
                     "cumulative_paclitaxel_mg_m2", "cumulative_carboplatin_auc"]
 
 
-def baseline_policies(env_id: str, seed: int = 0) -> dict[str, Policy]:
-    """Standard dosing, MIPD and oracle (single-drug ids), no drug, maximum dose, random."""
+def baseline_policies(env_id: str, seed: int = 0, env_kwargs: dict | None = None) -> dict[str, Policy]:
+    """Standard dosing, MIPD and oracle (single-drug ids), no drug, maximum dose, random.
+
+    ``env_kwargs``: the evaluated environment's constructor arguments (e.g. ``weights`` and
+    ``target`` of ``PKDose/Custom-v0``), given to every baseline that makes one."""
     from agents.model_based import MIPDPolicy, OraclePolicy
     from agents.regimen_policies import MIPDRegimenPolicy, OracleRegimenPolicy
 
-    env = gym.make(env_id)
+    kwargs = dict(env_kwargs or {})
+    env = gym.make(env_id, **kwargs)
     space = env.action_space
     discrete = isinstance(space, gym.spaces.Discrete)
     single = hasattr(env.unwrapped, "dose_to_action")
     regimen = hasattr(env.unwrapped, "regimen_to_action")
     env.close()
-    policies: dict[str, Policy] = {"standard dosing": StandardDosingPolicy(env_id)}
+    policies: dict[str, Policy] = {"standard dosing": StandardDosingPolicy(env_id, **kwargs)}
     if single:
-        policies["MIPD (PK-VAE encoder)"] = MIPDPolicy(env_id)
-        policies["oracle (true latent)"] = OraclePolicy(env_id)
+        policies["MIPD (PK-VAE encoder)"] = MIPDPolicy(env_id, **kwargs)
+        policies["oracle (true latent)"] = OraclePolicy(env_id, **kwargs)
     if regimen:
-        policies["MIPD, 2 levels (CT PK-VAE encoder)"] = MIPDRegimenPolicy(env_id)
-        policies["oracle (true latent)"] = OracleRegimenPolicy(env_id)
+        policies["MIPD, 2 levels (CT PK-VAE encoder)"] = MIPDRegimenPolicy(env_id, **kwargs)
+        policies["oracle (true latent)"] = OracleRegimenPolicy(env_id, **kwargs)
     if isinstance(space, gym.spaces.MultiDiscrete):  # regimen: dose level, interval, draw
         lowest, highest = np.zeros(space.shape, np.int64), space.nvec - 1
     elif discrete:

@@ -26,6 +26,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.vec_env import VecMonitor
 
+import pk_envs
 from agents.baselines import check_env_id
 from agents.callbacks import CheckpointEvery, CohortEvalCallback, DosingMetricsCallback
 from agents.checkpoints import ALGORITHM_CLASSES, load_agent, save_agent
@@ -66,6 +67,8 @@ class RunConfig:
         eval_patients: validation cohort size.
         checkpoint_freq: steps between checkpoints (0: none).
         hyperparameters: SB3 constructor arguments (default: :mod:`agents.config`).
+        env_options: further environment constructor arguments (JSON values); ``PKDose/Custom-v0``
+            needs ``weights`` (a table model's manifest) and ``target``.
     """
 
     algo: str = "ppo"
@@ -78,10 +81,17 @@ class RunConfig:
     eval_patients: int = 200
     checkpoint_freq: int = 50_000
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    env_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.algo = check_algorithm(self.algo)
         check_env_id(self.env_id)
+        if not isinstance(self.env_options, dict) or "reward_weights" in self.env_options:
+            raise ValueError(f"env_options must be a dict of constructor arguments other than reward_weights "
+                             f"(use reward_weights), got {self.env_options!r}")
+        if self.env_id in pk_envs.CUSTOM_IDS and not {"weights", "target"} <= set(self.env_options):
+            raise ValueError(f"{self.env_id} needs env_options weights (a table model's manifest) and target "
+                             f"(e.g. 'auc24:400-600'), got {sorted(self.env_options)}")
         if "-MO-" in self.env_id:
             raise ValueError(f"{self.env_id!r} has a vector reward; train on the scalar id "
                              f"{self.env_id.replace('-MO', '')!r} with reward_weights")
@@ -105,7 +115,8 @@ class RunConfig:
 
     @property
     def env_kwargs(self) -> dict[str, Any]:
-        return {} if self.reward_weights is None else {"reward_weights": list(self.reward_weights)}
+        weights = {} if self.reward_weights is None else {"reward_weights": list(self.reward_weights)}
+        return {**self.env_options, **weights}
 
     def save(self, run_dir: Path) -> None:
         (run_dir / "run.json").write_text(json.dumps(asdict(self), indent=2))

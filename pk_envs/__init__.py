@@ -36,23 +36,44 @@ Regimens: dose, interval and whether to draw a level, one step per dose, on the 
 PK-VAE (:class:`~pk_envs.regimen.RegimenEnv`; ids in :mod:`pk_envs.regimen_registration`):
 ``PKDose/Vancomycin-Regimen-v0`` (intervals 8/12/24/48 h), ``PKDose/Phenytoin-Regimen-v0``
 (8/12/24 h), each with ``-MO`` (``[efficacy, -toxicity, -levels]``) and ``-Discrete`` variants.
+
+Your own drug: ``gym.make("PKDose/Custom-v0", weights=MANIFEST, target="auc24:400-600")`` doses a
+PK-VAE learnt from your table (:class:`~pk_envs.custom.CustomDrugEnv`; variants as the single-drug
+ids). ``CUSTOM_IDS`` are not in ``ALL_IDS``: they need weights to be made.
 """
 
 from pk_envs.combination import PaclitaxelCarboplatinEnv
 from pk_envs.combination_registration import register_combination_envs
 from pk_envs.combination_vector import PaclitaxelCarboplatinVectorEnv
+from pk_envs.custom import CustomDrugEnv
+from pk_envs.custom_vector import CustomDrugVectorEnv
 from pk_envs.regimen import RegimenEnv
 from pk_envs.regimen_registration import register_regimen_envs
 from pk_envs.regimen_vector import RegimenVectorEnv
-from pk_envs.registration import SINGLE_DRUG_VARIANTS, env_id, register_single_drug_envs
+from pk_envs.registration import SINGLE_DRUG_VARIANTS, env_id, register_custom_envs, register_single_drug_envs
 from pk_envs.single_drug import SingleDrugEnv
 from pk_envs.single_drug_vector import SingleDrugVectorEnv
 
 SINGLE_DRUG_IDS: tuple[str, ...] = tuple(register_single_drug_envs())
 COMBINATION_IDS: tuple[str, ...] = tuple(register_combination_envs())
 REGIMEN_IDS: tuple[str, ...] = tuple(register_regimen_envs())
+CUSTOM_IDS: tuple[str, ...] = tuple(register_custom_envs())
 ALL_IDS: tuple[str, ...] = SINGLE_DRUG_IDS + COMBINATION_IDS + REGIMEN_IDS
 
-__all__ = ["ALL_IDS", "COMBINATION_IDS", "REGIMEN_IDS", "SINGLE_DRUG_IDS", "SINGLE_DRUG_VARIANTS",
-           "PaclitaxelCarboplatinEnv", "PaclitaxelCarboplatinVectorEnv", "RegimenEnv", "RegimenVectorEnv",
-           "SingleDrugEnv", "SingleDrugVectorEnv", "env_id"]
+__all__ = [
+           "ALL_IDS",
+           "COMBINATION_IDS",
+           "CUSTOM_IDS",
+           "REGIMEN_IDS",
+           "SINGLE_DRUG_IDS",
+           "SINGLE_DRUG_VARIANTS",
+           "CustomDrugEnv",
+           "CustomDrugVectorEnv",
+           "PaclitaxelCarboplatinEnv",
+           "PaclitaxelCarboplatinVectorEnv",
+           "RegimenEnv",
+           "RegimenVectorEnv",
+           "SingleDrugEnv",
+           "SingleDrugVectorEnv",
+           "env_id",
+]

@@ -177,19 +177,27 @@ COVARIATE_SCALES: dict[str, float] = {"AGE": 100.0, "SEX": 1.0, "WT": 100.0, "HT
                                       "SCR": 1.0, "CRCL": 100.0}
 
 
-def covariate_bounds() -> tuple[np.ndarray, np.ndarray]:
-    """Observation bounds of the scaled covariates: the physiological ranges over the scales."""
-    low = np.array([PHYSIOLOGICAL_RANGES[c][0] / COVARIATE_SCALES[c] for c in COVARIATE_NAMES])
-    high = np.array([PHYSIOLOGICAL_RANGES[c][1] / COVARIATE_SCALES[c] for c in COVARIATE_NAMES])
-    return low, high
+def covariate_divisors(names: tuple[str, ...] = COVARIATE_NAMES,
+                       ranges: dict[str, tuple[float, float]] = PHYSIOLOGICAL_RANGES) -> np.ndarray:
+    """``(C,)`` divisors that bring each covariate to order 1 in an observation:
+    :data:`COVARIATE_SCALES` for the adults' covariates, else the largest magnitude of its range
+    (a user's covariate, e.g. APGAR 1-10 -> /10; a one-hot column -> /1)."""
+    return np.array([COVARIATE_SCALES.get(c, max(abs(ranges[c][0]), abs(ranges[c][1])) or 1.0) for c in names])
 
 
-_COVARIATE_DIVISORS = np.array([COVARIATE_SCALES[c] for c in COVARIATE_NAMES])
+def covariate_bounds(names: tuple[str, ...] = COVARIATE_NAMES,
+                     ranges: dict[str, tuple[float, float]] = PHYSIOLOGICAL_RANGES) -> tuple[np.ndarray, np.ndarray]:
+    """Observation bounds of the scaled covariates: the allowed ranges over :func:`covariate_divisors`."""
+    divisors = covariate_divisors(names, ranges)
+    return (np.array([ranges[c][0] for c in names]) / divisors, np.array([ranges[c][1] for c in names]) / divisors)
 
 
-def scaled_covariates(covariates: np.ndarray) -> np.ndarray:
-    """``(n, C)`` covariates in COVARIATE_NAMES order divided by :data:`COVARIATE_SCALES`."""
-    return covariates / _COVARIATE_DIVISORS
+_COVARIATE_DIVISORS = covariate_divisors()
+
+
+def scaled_covariates(covariates: np.ndarray, divisors: np.ndarray = _COVARIATE_DIVISORS) -> np.ndarray:
+    """``(n, C)`` covariates (COVARIATE_NAMES order by default) divided by their ``divisors``."""
+    return covariates / divisors
 
 
 def concentration_scale_mg_l(target, interval_h: float) -> float:

@@ -28,7 +28,7 @@ SINGLE_DRUG_VERSIONS: dict[int, dict] = {0: {"decoder": "interval"}, 1: {"decode
 
 
 def register_variants(name: str, entry_point: str, vector_entry_point: str, variants: dict[str, dict],
-                      max_episode_steps: int, base_kwargs: dict, version: int = 0) -> list[str]:
+                      max_episode_steps: int | None, base_kwargs: dict, version: int = 0) -> list[str]:
     """Register ``name`` with each variant (skipping ids already registered); returns the ids."""
     ids = []
     for suffix, kwargs in variants.items():
@@ -51,3 +51,13 @@ def register_single_drug_envs() -> list[str]:
                                      "pk_envs.single_drug_vector:SingleDrugVectorEnv", SINGLE_DRUG_VARIANTS,
                                      spec.course_intervals, {"drug": drug, **version_kwargs}, version)
     return ids
+
+
+#: the single-drug environment on a PK-VAE learnt from a user's table (weights= and target= required)
+CUSTOM_NAME = "Custom"
+
+
+def register_custom_envs() -> list[str]:
+    """Register ``PKDose/Custom-v0`` and its variants (the course length comes from the weights)."""
+    return register_variants(CUSTOM_NAME, "pk_envs.custom:CustomDrugEnv", "pk_envs.custom_vector:CustomDrugVectorEnv",
+                             SINGLE_DRUG_VARIANTS, None, {})

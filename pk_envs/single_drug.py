@@ -148,6 +148,7 @@ class SingleDrugEnv(TaskEnv):
     | `iiv_scale` | **float >= 0** | `1.0` | SD of z: 0 = typical patients, 1 = the population |
     | `n_intervals` | **int** | course | course length, at most the decoder's training horizon |
     | `dose_history` | **int >= 1** | `4` | number of past doses observed |
+    | `dose_step_mg` | **float > 0** | the drug's | spacing of the discrete dose levels (vial or tablet size) |
     | `render_mode` | **str** | `None` | `"rgb_array"`: course plot as `uint8 (H, W, 3)` |
 
     Bad values raise ValueError naming the value and what is allowed.
@@ -178,13 +179,14 @@ class SingleDrugEnv(TaskEnv):
                  decoder: str = "interval", discrete: bool = False, vector_reward: bool = False, reward_weights=(1.0, 1.0),
                  full_observation: bool = False, noise_scale: float = 1.0, missing_prob: float = 0.0,
                  iiv_scale: float = 1.0, n_intervals: int | None = None, dose_history: int = 4,
-                 render_mode: str | None = None):
+                 dose_step_mg: float | None = None, render_mode: str | None = None):
         if simulator is None and drug is None:
             drug = "vancomycin"
         self._setup(SingleDrugTask(drug, simulator=simulator, decoder=decoder, discrete=discrete, vector_reward=vector_reward,
                                    reward_weights=reward_weights, full_observation=full_observation,
                                    noise_scale=noise_scale, missing_prob=missing_prob, iiv_scale=iiv_scale,
-                                   n_intervals=n_intervals, dose_history=dose_history), render_mode)
+                                   n_intervals=n_intervals, dose_history=dose_history,
+                                   dose_step_mg=dose_step_mg), render_mode)
 
     @property
     def drug(self) -> str:
@@ -192,7 +194,8 @@ class SingleDrugEnv(TaskEnv):
 
     @property
     def decoder(self) -> str:
-        """Which PK-VAE the patients come from: ``"interval"``, ``"continuous"`` or ``"custom"`` (a given simulator)."""
+        """Which PK-VAE the patients come from: ``"interval"``, ``"continuous"``, ``"table"`` (learnt
+        from a user's table, ``PKDose/Custom-v0``) or ``"custom"`` (a given simulator)."""
         return self.task.decoder
 
     @property

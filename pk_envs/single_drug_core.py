@@ -12,7 +12,7 @@ function of the actions and N patients step in one decoder call
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 import numpy as np
@@ -28,11 +28,11 @@ from pk_envs._common import (
     check_probability,
     concentration_scale_mg_l,
     covariate_bounds,
+    covariate_divisors,
     relative_excess,
     scaled_covariates,
     window_efficacy,
 )
-from vae_simulator.covariates import Covariates
 from vae_simulator.exposure import IntervalExposure
 from vae_simulator.groundtruth import SINGLE_DRUGS
 from vae_simulator.interface import PatientSimulator
@@ -78,12 +78,20 @@ SPECS: dict[str, DrugSpec] = {
 }
 
 
-def spec_for(sim: PatientSimulator) -> DrugSpec:
-    """The drug's settings; a drug without an entry gets the simulator's range, 9 levels, no event."""
+def spec_for(sim: PatientSimulator, dose_step_mg: float | None = None) -> DrugSpec:
+    """The drug's settings; a drug without an entry gets the simulator's range, 9 levels (or steps of
+    ``dose_step_mg``), its whole horizon, no event."""
     if sim.drug in SPECS:
-        return SPECS[sim.drug]
-    hi = sim.dose_range_mg[1]
-    return DrugSpec(sim.drug.title(), hi, hi / 8.0, int(sim.max_intervals))
+        spec = SPECS[sim.drug]
+    else:
+        hi = sim.dose_range_mg[1]
+        spec = DrugSpec(sim.drug.title(), hi, hi / 8.0, int(sim.max_intervals))
+    if dose_step_mg is None:
+        return spec
+    step = check_finite_at_least("dose_step_mg", dose_step_mg)
+    if not 0 < step <= spec.dose_max_mg:
+        raise ValueError(f"dose_step_mg must be in (0, {spec.dose_max_mg:g}] mg (the dose range), got {dose_step_mg!r}")
+    return replace(spec, dose_step_mg=step)
 
 
 #: ``decoder`` argument -> the PK-VAE a single-drug environment's patients come from
@@ -111,9 +119,13 @@ def load_simulator(drug: str, decoder: str = "interval") -> PatientSimulator:
 
 
 def decoder_of(sim: PatientSimulator) -> str:
-    """``"interval"`` (a PKSimulator), ``"continuous"`` (a CTIntervalSimulator) or ``"custom"``."""
+    """``"interval"`` (a PKSimulator), ``"continuous"`` (a shipped drug's CTIntervalSimulator),
+    ``"table"`` (a PK-VAE learnt from a user's table, TableIntervalSimulator) or ``"custom"``."""
+    from vae_simulator.byod.simulator import TableIntervalSimulator
     from vae_simulator.ct_interval import CTIntervalSimulator
 
+    if isinstance(sim, TableIntervalSimulator):
+        return "table"
     return "interval" if isinstance(sim, PKSimulator) else "continuous" if isinstance(sim, CTIntervalSimulator) \
         else "custom"
 
@@ -159,7 +171,7 @@ class SingleDrugTask:
                  decoder: str = "interval", discrete: bool = False,
                  vector_reward: bool = False, reward_weights=(1.0, 1.0), full_observation: bool = False,
                  noise_scale: float = 1.0, missing_prob: float = 0.0, iiv_scale: float = 1.0,
-                 n_intervals: int | None = None, dose_history: int = 4):
+                 n_intervals: int | None = None, dose_history: int = 4, dose_step_mg: float | None = None):
         if simulator is None:
             if drug is None:
                 raise ValueError(f"give a drug (one of {', '.join(SINGLE_DRUGS)}) or a simulator")
@@ -172,7 +184,9 @@ class SingleDrugTask:
         self.sim = simulator
         self.decoder = decoder_of(simulator)
         self.max_held_intervals = simulator.max_held_intervals
-        self.drug, self.spec, self.target = self.sim.drug, spec_for(self.sim), self.sim.target
+        self.drug, self.spec, self.target = self.sim.drug, spec_for(self.sim, dose_step_mg), self.sim.target
+        names, ranges = tuple(self.sim.covariate_names), self.sim.covariate_ranges
+        self.covariate_divisors, self.covariate_bounds = covariate_divisors(names, ranges), covariate_bounds(names, ranges)
         self.noise_scale = check_finite_at_least("noise_scale", noise_scale)
         self.missing_prob = check_probability("missing_prob", missing_prob)
         self.iiv_scale = check_finite_at_least("iiv_scale", iiv_scale)
@@ -205,7 +219,7 @@ class SingleDrugTask:
 
     # ------------------------------------------------------------------ observations
     def _observation_space(self) -> spaces.Box:
-        m, cov_low, cov_high = self.monitor_h.size, *covariate_bounds()
+        m, (cov_low, cov_high) = self.monitor_h.size, self.covariate_bounds
         low = [cov_low, np.zeros(self.dose_history + 1 + 2 * m + 1)]
         high = [cov_high, np.ones(self.dose_history + 1), np.full(m, OBS_CAP), np.ones(m + 1)]
         if self.full_observation:
@@ -226,7 +240,7 @@ class SingleDrugTask:
         started = (c.given > 0)[:, None]
         missing = np.where(started, c.missing[rows, last], True)
         samples = np.where(missing, 0.0, np.minimum(c.samples_mg_l[rows, last] / self.conc_scale_mg_l, OBS_CAP))
-        parts = [scaled_covariates(c.covariates), recent, cumulative[:, None], samples, missing,
+        parts = [scaled_covariates(c.covariates, self.covariate_divisors), recent, cumulative[:, None], samples, missing,
                  (c.given / k)[:, None]]
         if self.full_observation:
             exposure = np.where(started[:, 0], c.exposure[rows, last], 0.0) / self.target.high
@@ -274,7 +288,7 @@ class SingleDrugTask:
         """Begin new episodes in ``rows`` from their draws."""
         for key in ("covariates", "z", "normals", "missing_u", "event_u"):
             getattr(c, key)[rows] = np.stack([d[key] for d in draws])
-        c.standard_dose_mg[rows] = self.sim.drug_model.standard_dose_mg(Covariates.from_array(c.covariates[rows]))
+        c.standard_dose_mg[rows] = self.sim.standard_dose_mg(c.covariates[rows])
         c.state[rows], c.decoder_constants[rows] = self.stepper.start(c.covariates[rows], c.z[rows])  # validated
         for key in ("given", "doses_mg", "conc_mg_l", "start_mg_l", "exposure", "samples_mg_l", "clip_count", "held"):
             getattr(c, key)[rows] = 0

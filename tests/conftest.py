@@ -61,3 +61,29 @@ def toy_registered(monkeypatch):
     monkeypatch.setitem(groundtruth._REGISTRY, OneCompartmentInfusion.name,
                         (OneCompartmentInfusion.__module__, "OneCompartmentInfusion"))
     return OneCompartmentInfusion()
+
+
+#: covariates of the virtual vancomycin table of :func:`virtual_table`
+VIRTUAL_COVARIATES = "AGE,SEX:cat,WT,HT,SCR"
+
+
+@pytest.fixture(scope="session")
+def virtual_table(tmp_path_factory):
+    """A NONMEM table of 60 virtual vancomycin patients (2-4 samples each) and its true concentrations."""
+    from vae_simulator.byod import examples
+
+    path = tmp_path_factory.mktemp("byod") / "virtual.csv"
+    rows, truth = examples.virtual_rows("vancomycin", 60, seed=3)
+    examples._write(rows, list(rows[0]), path)
+    examples._write(truth, ["ID", "TIME", "CTRUE"], path.with_suffix(".truth.csv"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained(virtual_table, tmp_path_factory):
+    """A small PK-VAE learnt from :func:`virtual_table` (6 epochs: a fast model, not a good one)."""
+    from vae_simulator.byod.train import train_on_table
+
+    out = tmp_path_factory.mktemp("run")
+    return train_on_table(virtual_table, VIRTUAL_COVARIATES, name="vtest", out_dir=out, lloq_mg_l=2.0, epochs=6,
+                          progress=False)

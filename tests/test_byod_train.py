@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import VIRTUAL_COVARIATES as COVARIATES
 
 from vae_simulator.byod import examples
 from vae_simulator.byod.report import forecast_metrics, validation_report
@@ -19,24 +20,6 @@ from vae_simulator.byod.train import (
     train_on_table,
 )
 from vae_simulator.forecast import main as forecast_main
-
-COVARIATES = "AGE,SEX:cat,WT,HT,SCR"
-
-
-@pytest.fixture(scope="module")
-def virtual_table(tmp_path_factory):
-    path = tmp_path_factory.mktemp("byod") / "virtual.csv"
-    rows, truth = examples.virtual_rows("vancomycin", 60, seed=3)
-    examples._write(rows, list(rows[0]), path)
-    examples._write(truth, ["ID", "TIME", "CTRUE"], path.with_suffix(".truth.csv"))
-    return path
-
-
-@pytest.fixture(scope="module")
-def trained(virtual_table, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    return train_on_table(virtual_table, COVARIATES, name="vtest", out_dir=out, lloq_mg_l=2.0, epochs=6,
-                          progress=False)
 
 
 def test_manifest_records_the_table_and_loads(trained, virtual_table):

@@ -41,9 +41,9 @@ def simulators() -> dict[str, PatientSimulator]:
 
 def test_protocol_lists_what_an_environment_may_call():
     assert protocol_members(PatientSimulator) == {
-        "drug", "drug_model", "target", "covariate_names", "interval_h", "grid_h", "dose_range_mg", "latent_dim",
+        "drug", "drug_model", "target", "covariate_names", "covariate_ranges", "interval_h", "grid_h", "dose_range_mg", "latent_dim",
         "latent_chol", "max_held_intervals", "max_intervals", "state_size", "typical_latent", "latent_bounds", "sample_patients",
-        "make_patients", "initial_state", "step", "concentration_at", "observe", "stepper"}
+        "make_patients", "initial_state", "standard_dose_mg", "step", "concentration_at", "observe", "stepper"}
     assert protocol_members(PatientStepper) == {"dtype", "constants_size", "start", "step"}
     assert not isinstance(object(), PatientSimulator) and not isinstance("vancomycin", PatientSimulator)
 
@@ -72,6 +72,9 @@ def test_protocol_methods_have_the_documented_shapes_and_units(simulators):
         assert isinstance(patients, Patients) and len(patients) == n
         assert patients.covariates.shape == (n, c) and patients.z.shape == (n, d)
         assert sim.typical_latent(patients.covariates).shape == (n, d)
+        assert tuple(sim.covariate_ranges) == sim.covariate_names
+        label = sim.standard_dose_mg(patients.covariates)
+        assert label.shape == (n,) and np.all((label > low_mg) & (label <= high_mg)), name
         pinned = sim.make_patients(patients.covariates, sim.typical_latent(patients.covariates))
         assert pinned.z.shape == (n, d)
         one = sim.make_patients(patients.covariates[0], pinned.z[0])

@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from vae_simulator.covariates import COVARIATE_NAMES, Covariates, draw_covariate_row
+from vae_simulator.covariates import PHYSIOLOGICAL_RANGES, Covariates, draw_covariate_row
 from vae_simulator.ct_simulator import CTPatientSimulator
 from vae_simulator.groundtruth import get_model
 from vae_simulator.groundtruth.base import ExposureTarget
-from vae_simulator.interface import NormalSource, Patients, check_patients
+from vae_simulator.interface import AdultCovariates, NormalSource, Patients, check_patients
 from vae_simulator.simulator import check_dose_range, interpolate_interval
 
 #: c0 (mg/L) of the log-linear interpolation between grid points: far below every drug's LLOQ
@@ -84,25 +84,28 @@ class CTIntervalStepper:
         return conc, sim.log_residual_sd(conc[:, self.sigma_index]), new
 
 
-class CTIntervalSimulator:
+class CTIntervalSimulator(AdultCovariates):
     """A :class:`CTPatientSimulator` stepped one fixed dosing interval at a time (module docstring).
 
     Args:
         ct: the continuous-time PK-VAE (default: the shipped one of ``drug``).
         drug: the drug, when ``ct`` is not given.
+        drug_model: the schedule and clinic settings (``target``, ``interval_h``,
+            ``interval_grid_h``, ``dose_range_mg``, ``infusion_h``, ``monitoring_times_h``, label
+            dose); default the drug's published model. A model learnt from a table has none
+            published: :class:`vae_simulator.byod.simulator.TableIntervalSimulator` gives its own.
     """
 
-    def __init__(self, ct: CTPatientSimulator | None = None, *, drug: str | None = None):
+    def __init__(self, ct: CTPatientSimulator | None = None, *, drug: str | None = None, drug_model=None):
         if ct is None:
             if drug is None:
                 raise ValueError("give a continuous-time simulator or a drug")
             ct = CTPatientSimulator.pretrained(drug)
         elif drug is not None and drug != ct.drug:
             raise ValueError(f"drug {drug!r} does not match the simulator's drug {ct.drug!r}")
-        truth = get_model(ct.drug)
+        truth = get_model(ct.drug) if drug_model is None else drug_model
         self.ct, self.drug, self.drug_model = ct, ct.drug, truth
         self.target: ExposureTarget = truth.target
-        self.covariate_names = COVARIATE_NAMES
         self.interval_h = float(truth.interval_h)
         self.grid_h = np.asarray(truth.interval_grid_h, dtype=float)
         self.dose_range_mg = (float(truth.dose_range_mg[0]), float(ct.limits.dose_max_mg))
@@ -135,13 +138,19 @@ class CTIntervalSimulator:
         """Adult covariates and ``z = typical_latent(x) + iiv_scale * L e`` (within :meth:`latent_bounds`)."""
         if not np.isfinite(iiv_scale) or iiv_scale < 0:
             raise ValueError(f"iiv_scale must be a finite number >= 0, got {iiv_scale!r}")
-        cov = draw_covariate_row(rng)[None, :] if n == 1 else Covariates.sample(n, rng).as_array()
+        cov = self.draw_covariates(n, rng)
         eps = rng.standard_normal((n, self.latent_dim))
         z = self.typical_latent(cov) + iiv_scale * eps @ self.latent_chol.T
         return Patients(covariates=cov, z=np.clip(z, *self.latent_bounds()))
 
+    def draw_covariates(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``(n, C)`` covariates of new patients: the adult population of :mod:`vae_simulator.covariates`."""
+        return draw_covariate_row(rng)[None, :] if n == 1 else Covariates.sample(n, rng).as_array()
+
     def make_patients(self, covariates: np.ndarray, z: np.ndarray, *, check_range: bool = True) -> Patients:
-        return check_patients(self.drug, covariates, z, self.latent_bounds(), check_range=check_range)
+        ranges = None if self.covariate_ranges is PHYSIOLOGICAL_RANGES else self.covariate_ranges
+        return check_patients(self.drug, covariates, z, self.latent_bounds(), check_range=check_range,
+                              covariate_ranges=ranges)
 
     def stepper(self, sigma_index=None, dtype=np.float32) -> CTIntervalStepper:
         """The batch-invariant step (float32, the decoder's precision, whatever ``dtype`` asks)."""

@@ -192,7 +192,9 @@ def _observe(conc, rng, prop_cv, add_sd, lloq):
 class CTPatientSimulator:
     """The continuous-time PK-VAE as an :class:`EventSimulator` (latent z hidden)."""
 
-    def __init__(self, model: CTPKVAE):
+    def __init__(self, model: CTPKVAE, reference_covariates: np.ndarray | None = None):
+        """``reference_covariates``: ``(n, C)`` patients the latent range is measured over (default
+        a fixed adult cohort; a model learnt from a table passes its training records')."""
         self.model = model.eval()
         cfg = model.cfg
         self.drug, self.lloq_mg_l = cfg.drug, float(cfg.lloq_mg_l)
@@ -204,8 +206,9 @@ class CTPatientSimulator:
         # marginal SD of z over a fixed adult cohort, as PKSimulator.latent_bounds: the covariate
         # regression is ill-conditioned (BSA is a function of WT and HT), so its coefficients
         # alone would give bounds orders of magnitude wider than any patient
-        reference = Covariates.sample(REFERENCE_PATIENTS, np.random.default_rng(REFERENCE_SEED)).as_array()
-        typical = self.typical_latent(reference)
+        if reference_covariates is None:
+            reference_covariates = Covariates.sample(REFERENCE_PATIENTS, np.random.default_rng(REFERENCE_SEED)).as_array()
+        typical = self.typical_latent(np.asarray(reference_covariates, dtype=float))
         sd = np.sqrt(typical.var(axis=0) + np.sum(self.latent_chol ** 2, axis=1))
         self.latent_low = typical.mean(axis=0) - LATENT_RANGE_SD * sd
         self.latent_high = typical.mean(axis=0) + LATENT_RANGE_SD * sd

@@ -24,17 +24,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from vae_simulator.covariates import COVARIATE_NAMES, Covariates, draw_covariate_row
+from vae_simulator.covariates import Covariates, draw_covariate_row
 from vae_simulator.groundtruth import get_model
 from vae_simulator.groundtruth.base import ExposureTarget
-from vae_simulator.interface import LATENT_RANGE_SD, NormalSource, Patients, check_patients
+from vae_simulator.interface import LATENT_RANGE_SD, AdultCovariates, NormalSource, Patients, check_patients
 from vae_simulator.simulator import check_dose_range, interpolate_interval
 
 #: Cycles a ground-truth patient can be stepped (no training horizon limits it).
 MAX_CYCLES = 1000
 
 
-class GroundTruthCycleSimulator:
+class GroundTruthCycleSimulator(AdultCovariates):
     """The ground-truth model of ``drug`` as a :class:`~vae_simulator.interface.PatientSimulator`
     (module docstring).
 
@@ -54,7 +54,6 @@ class GroundTruthCycleSimulator:
         self.iiv_names = tuple(p for p in model.parameter_names if model.iiv_omega.get(p, 0.0) > 0)
         self.latent_dim = len(self.iiv_names)
         self.target: ExposureTarget = model.target
-        self.covariate_names = COVARIATE_NAMES
         self.c0_mg_l = 0.5 * float(model.lloq_mg_l)
         self.manifest = {"ground_truth": model.source}
         self.latent_chol = np.eye(self.latent_dim)  # z are the published random effects in SD units

@@ -38,7 +38,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from vae_simulator.covariates import Covariates
+from vae_simulator.covariates import COVARIATE_NAMES, PHYSIOLOGICAL_RANGES, Covariates
 from vae_simulator.groundtruth.base import DrugModel, ExposureTarget
 
 #: Pinned latents farther than this many population SDs from the population mean (in any
@@ -101,6 +101,8 @@ class PatientSimulator(Protocol):
     target: ExposureTarget
     #: covariate order of ``Patients.covariates``
     covariate_names: tuple[str, ...]
+    #: name -> ``(low, high)`` values of each covariate ``make_patients`` accepts (its units)
+    covariate_ranges: dict[str, tuple[float, float]]
     #: length of one dosing interval (h)
     interval_h: float
     #: ``(G,)`` times (h) after the interval's dose at which ``step`` gives concentrations
@@ -150,6 +152,10 @@ class PatientSimulator(Protocol):
         """``(n, state_size)`` states before the first dose (start of an episode)."""
         ...
 
+    def standard_dose_mg(self, covariates: np.ndarray) -> np.ndarray:
+        """``(n,)`` label dose (mg per interval) of patients with covariates ``(n, C)``."""
+        ...
+
     def step(self, state: np.ndarray, patients: Patients,
              doses_mg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Advance one interval with doses ``(n,)`` mg (0 = held) given at its start: concentrations
@@ -173,17 +179,46 @@ class PatientSimulator(Protocol):
         ...
 
 
+class AdultCovariates:
+    """The covariate members of a :class:`PatientSimulator` of the shipped drugs: the adults of
+    :mod:`vae_simulator.covariates` and the drug's published label dose (``self.drug_model``)."""
+
+    covariate_names: tuple[str, ...] = COVARIATE_NAMES
+    covariate_ranges: dict[str, tuple[float, float]] = PHYSIOLOGICAL_RANGES
+
+    def standard_dose_mg(self, covariates: np.ndarray) -> np.ndarray:
+        return self.drug_model.standard_dose_mg(Covariates.from_array(np.atleast_2d(covariates)))
+
+
 def format_bounds(low: np.ndarray, high: np.ndarray) -> str:
     """``[l0, h0] x [l1, h1] x ...``: a per-dimension range as a message shows it."""
     return " x ".join(f"[{lo:.3g}, {hi:.3g}]" for lo, hi in zip(low, high))
 
 
+def check_covariate_ranges(covariates: np.ndarray, ranges: dict[str, tuple[float, float]]) -> None:
+    """ValueError for ``(n, C)`` covariates not in ``ranges`` (name -> (low, high), in column order)."""
+    names = tuple(ranges)
+    if covariates.shape[1] != len(names):
+        raise ValueError(f"covariate array must have shape (n, {len(names)}) for {list(names)}, "
+                         f"got {covariates.shape}")
+    low = np.array([ranges[c][0] for c in names])
+    high = np.array([ranges[c][1] for c in names])
+    bad = ~np.isfinite(covariates) | (covariates < low) | (covariates > high)
+    if bad.any():
+        i, j = (int(k) for k in np.argwhere(bad)[0])
+        raise ValueError(f"covariate {names[j]} = {covariates[i, j]:g} (patient {i}) is outside its allowed "
+                         f"range [{low[j]:g}, {high[j]:g}]")
+
+
 def check_patients(drug: str, covariates, z, bounds: tuple[np.ndarray, np.ndarray], *,
-                   check_range: bool = True) -> Patients:
+                   check_range: bool = True, covariate_ranges: dict[str, tuple[float, float]] | None = None
+                   ) -> Patients:
     """Validated :class:`Patients` (the checks of :meth:`PatientSimulator.make_patients`).
 
     ``covariates`` ``(C,)`` is one patient, whose z must then be exactly ``(d,)``; ``(n, C)`` is
     ``n`` patients with z ``(n, d)``. ``bounds``: ``(d,)`` lowest and highest allowed latent.
+    ``covariate_ranges``: the simulator's (name -> range, column order); default the adults of
+    :mod:`vae_simulator.covariates`.
     """
     covariates = np.asarray(covariates, dtype=float)
     z = np.asarray(z, dtype=float)
@@ -193,7 +228,10 @@ def check_patients(drug: str, covariates, z, bounds: tuple[np.ndarray, np.ndarra
         raise ValueError(f"covariates must have shape (C,) or (n, C), got {covariates.shape}")
     one = covariates.ndim == 1
     covariates = np.atleast_2d(covariates)
-    Covariates.from_array(covariates)  # validates ranges, names the bad value
+    if covariate_ranges is None:
+        Covariates.from_array(covariates)  # validates ranges, names the bad value
+    else:
+        check_covariate_ranges(covariates, covariate_ranges)
     expected = (d,) if one else (covariates.shape[0], d)
     if z.shape != expected:
         layout = "one patient" if one else f"{covariates.shape[0]} patients"

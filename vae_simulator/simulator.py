@@ -26,10 +26,10 @@ import functools
 
 import numpy as np
 
-from vae_simulator.covariates import COVARIATE_NAMES, Covariates, draw_covariate_row
+from vae_simulator.covariates import Covariates, draw_covariate_row
 from vae_simulator.groundtruth import get_model
 from vae_simulator.groundtruth.base import ExposureTarget
-from vae_simulator.interface import LATENT_RANGE_SD, NormalSource, Patients, check_patients
+from vae_simulator.interface import LATENT_RANGE_SD, AdultCovariates, NormalSource, Patients, check_patients
 
 #: The reference cohort of :meth:`PKSimulator.latent_bounds`: this many adults, drawn with this seed.
 REFERENCE_PATIENTS, REFERENCE_SEED = 4096, 20240
@@ -232,7 +232,7 @@ class DecoderStepper:
         return h, out
 
 
-class PKSimulator:
+class PKSimulator(AdultCovariates):
     """Batched, stateful patient simulator on a trained PK-VAE decoder (see module doc); a
     :class:`~vae_simulator.interface.PatientSimulator`."""
 
@@ -247,7 +247,6 @@ class PKSimulator:
         self.dose_range_mg = (float(self.drug_model.dose_range_mg[0]), float(self.cfg.dose_max_mg))
         self.latent_dim = int(self.cfg.latent_dim)
         self.target: ExposureTarget = self.drug_model.target
-        self.covariate_names = COVARIATE_NAMES
         pop = model.population
         self.latent_weight = pop.weight.detach().double().numpy()
         self.latent_bias = pop.bias.detach().double().numpy()

@@ -194,9 +194,16 @@ class TableRun:
 
 
 def data_section(table: ClinicTable, encoder: CovariateEncoder, train: np.ndarray, holdout: np.ndarray,
-                 settings: CTTrainSettings, options: dict) -> dict:
-    """The manifest's ``data`` section: where the model came from and what it accepts."""
+                 settings: CTTrainSettings, options: dict, covariates: np.ndarray) -> dict:
+    """The manifest's ``data`` section: where the model came from and what it accepts.
+
+    ``covariate_rows`` are the training records' encoded covariates ``covariates[train]`` (no
+    concentrations, doses or IDs): the cohort a :class:`~vae_simulator.byod.simulator.TableIntervalSimulator`
+    resamples new patients from. ``dose_median_mg`` and ``infusion_median_h`` are the clinic's
+    usual dose and infusion length, the defaults of an environment on the model."""
     limits = table_limits(table, train)
+    ev = table.events
+    given = ev.mask[train] & (ev.amounts_mg[train] > 0)
     return {"format": DATA_FORMAT, "file": Path(table.path).name, "sha256": table.sha256, "units": UNITS,
             "covariates": encoder.to_dict(), "lloq_mg_l": table.lloq_mg_l,
             "dose_range_mg": [float(table.events.amounts_mg[train][table.events.mask[train]].min()),
@@ -204,7 +211,10 @@ def data_section(table: ClinicTable, encoder: CovariateEncoder, train: np.ndarra
             "infusion_range_h": list(limits.infusion_range_h), "horizon_h": limits.horizon_h,
             "max_gap_h": limits.max_gap_h, "n_records": len(table), "n_subjects": len(set(table.subject_ids)),
             "train_records": [table.ids[i] for i in train], "holdout_records": [table.ids[i] for i in holdout],
-            "settings": asdict(settings), "options": options}
+            "settings": asdict(settings), "options": options,
+            "covariate_rows": np.asarray(covariates, dtype=float)[train].tolist(),
+            "dose_median_mg": float(np.median(ev.amounts_mg[train][given])),
+            "infusion_median_h": float(np.median(ev.infusion_h[train][given]))}
 
 
 def train_on_table(path: Path, covariates: str | tuple = (), *, name: str = "custom", out_dir: Path | None = None,
@@ -236,7 +246,7 @@ def train_on_table(path: Path, covariates: str | tuple = (), *, name: str = "cus
                                   model=model, data_id=table.sha256)
     options = {"holdout": holdout if held_out is None else None, "seed": seed, "lloq_mg_l": lloq_mg_l, "ignore_columns": list(ignore_columns),
                "covariates": [asdict(s) for s in specs]}
-    extra = {"data": data_section(table, encoder, train, held, settings, options)}
+    extra = {"data": data_section(table, encoder, train, held, settings, options, cov)}
     _, manifest = save_model(model, out_dir / "best", summary, extra=extra)
     return TableRun(model, encoder, table, train, held, manifest, summary)
 
