@@ -10,7 +10,12 @@ import pytest
 from conftest import VIRTUAL_COVARIATES as COVARIATES
 
 from vae_simulator.byod import examples
-from vae_simulator.byod.report import forecast_metrics, validation_report
+from vae_simulator.byod.report import (
+    forecast_metrics,
+    forecast_split,
+    validation_report,
+    within_trained_range,
+)
 from vae_simulator.byod.table import parse_covariate_specs, read_clinic_table
 from vae_simulator.byod.train import (
     MIN_RECORDS,
@@ -19,6 +24,8 @@ from vae_simulator.byod.train import (
     split_subjects,
     train_on_table,
 )
+from vae_simulator.ct_mipd import sample_arrays
+from vae_simulator.forecast import forecast_intervals
 from vae_simulator.forecast import main as forecast_main
 
 
@@ -111,6 +118,28 @@ def test_report_on_held_out_subjects(trained, tmp_path):
         m = forecast[name]
         assert m["n"] == len(forecast["records"]) > 0
         assert 0 <= m["pi90_coverage_pct"] <= 100 and m["mape_pct"] >= 0
+
+
+def test_sigma_point_intervals_agree_with_latent_draws(trained):
+    """The unscented transform's 2d + 1 decoder passes give the intervals 200 posterior draws give."""
+    table, model = trained.table, trained.model
+    times, conc, blq, mask = sample_arrays(table)
+    mask = within_trained_range(model, table.events, times, mask)
+    usable, earlier, last = forecast_split(times, mask)
+    rec = usable[:40]
+    cov = trained.encoder.transform(table, warn=False)[rec]
+    args = (model, cov, table.events.take(rec), (times[rec], conc[rec], blq[rec], earlier[:len(rec)]),
+            times[rec, last[:len(rec)]][:, None])
+    sigma, draws = forecast_intervals(*args, method="sigma"), forecast_intervals(*args, method="draws")
+    assert np.array_equal(sigma["pred"], draws["pred"])
+    assert np.all(sigma["ci_lo"] <= sigma["pred"]) and np.all(sigma["pred"] <= sigma["ci_hi"])
+    for key in ("ci_lo", "ci_hi", "pi_hi"):
+        ratio = sigma[key] / draws[key]
+        assert abs(np.median(ratio) - 1) < 0.05, key
+    width = (sigma["ci_hi"] - sigma["ci_lo"]) / (draws["ci_hi"] - draws["ci_lo"])
+    assert 0.8 < np.median(width) < 1.25
+    with pytest.raises(ValueError, match="method must be one of"):
+        forecast_intervals(*args, method="laplace")
 
 
 def test_forecast_metrics_by_hand():

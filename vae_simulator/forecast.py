@@ -14,9 +14,20 @@ after the last sample; none means no further dose) and the samples measured. ``T
 columns ``ID,TIME`` on the table's clock, past or future; a patient with several occasions (EVID
 3/4 resets) is forecast on its last. For every row the output has ``PRED`` (mg/L: the decoder at
 the MAP latent given the samples), ``CI90_LO``/``CI90_HI`` (90 % credible interval of the
-concentration, from latents drawn around the MAP with the encoder's posterior SD) and
+concentration, from the latent posterior around the MAP with the encoder's posterior SD) and
 ``PI90_LO``/``PI90_HI`` (90 % prediction interval of a measured sample: the learnt residual error
-added). A time before the patient's first dose or beyond the model's trained horizon, a dose above
+added).
+
+How the intervals are computed (:func:`forecast_intervals`). ``method="sigma"`` (default):
+the unscented transform (Julier & Uhlmann, Proc. IEEE 2004;92:401-422): the decoder at the
+``2d + 1`` sigma points ``z_MAP`` and ``z_MAP +- sqrt(d + kappa) sd_j e_j`` (``kappa = max(3 - d, 0)``)
+gives the SD of ``log(c + c0)`` over the latent posterior; the CI is ``PRED`` times
+``exp(+-1.645 SD)`` on that scale, and the PI adds the residual error to :data:`N_DRAWS`
+log-normal draws of it (numpy, no decoder pass). ``method="draws"``: :data:`N_DRAWS` latents
+drawn from the posterior, each through the decoder, and the empirical 5th/95th percentiles.
+Why sigma points: the event GRU is the cost of a forecast and ``2d + 1`` (5-7) passes replace 200;
+on 981 patients the whole forecast went from 22.6 s to the figure in the README's speed table,
+with intervals that agree with the 200 draws (tested). A time before the patient's first dose or beyond the model's trained horizon, a dose above
 the trained range, an unknown ID: refused with the value and the range, never extrapolated.
 """
 
@@ -42,10 +53,37 @@ def tile_events(events: DosingEvents, k: int) -> DosingEvents:
                         np.tile(events.infusion_h, (k, 1)), np.tile(events.mask, (k, 1)))
 
 
+#: how :func:`forecast_intervals` propagates the latent posterior (module docstring)
+METHODS = ("sigma", "draws")
+_Z90 = 1.6448536269514722  # the standard normal's 95th percentile
+
+
+def _decoder_at(model, covariates, events, query_h, z: np.ndarray) -> np.ndarray:
+    """Concentrations ``(k, n, Q)`` at ``k`` latents per patient ``z (k, n, d)`` in one decoder pass."""
+    k, n, q = z.shape[0], *query_h.shape
+    return concentrations(model, np.tile(covariates, (k, 1)), tile_events(events, k), z.reshape(-1, z.shape[-1]),
+                          np.tile(query_h, (k, 1))).reshape(k, n, q)
+
+
+def sigma_log_sd(model, covariates, events, query_h, z_map: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """SD ``(n, Q)`` of ``log(c + c0)`` over the latent posterior ``N(z_map, diag(sd^2))`` by the
+    unscented transform (``kappa = max(3 - d, 0)``; module docstring)."""
+    d = z_map.shape[1]
+    kappa = max(3.0 - d, 0.0)
+    offsets = np.sqrt(d + kappa) * np.concatenate([np.eye(d), -np.eye(d)])  # (2d, d)
+    points = np.concatenate([z_map[None], z_map[None] + offsets[:, None, :] * sd[None]])  # (2d + 1, n, d)
+    weights = np.concatenate([[kappa / (d + kappa)], np.full(2 * d, 0.5 / (d + kappa))])
+    log_c = np.log(_decoder_at(model, covariates, events, query_h, points) + float(model.cfg.c0_mg_l))
+    mean = np.tensordot(weights, log_c, axes=1)
+    return np.sqrt(np.tensordot(weights, (log_c - mean) ** 2, axes=1))
+
+
 def forecast_intervals(model, covariates: np.ndarray, events: DosingEvents, samples: tuple, query_h: np.ndarray,
-                       seed: int = 0, n_draws: int = N_DRAWS) -> dict[str, np.ndarray]:
+                       seed: int = 0, n_draws: int = N_DRAWS, method: str = "sigma") -> dict[str, np.ndarray]:
     """Forecast at ``query_h (n, Q)`` (h on each patient's event clock) from ``samples = (times h, mg/L,
     below-LLOQ, mask)`` ``(n, S)``: ``pred``, ``ci_lo``/``ci_hi``, ``pi_lo``/``pi_hi`` (mg/L, see module doc)."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     mean, sd = posterior(model, covariates, events, samples)
     has = samples[3].any(1)
     z_map = mean.copy()
@@ -54,14 +92,20 @@ def forecast_intervals(model, covariates: np.ndarray, events: DosingEvents, samp
         z_map[rows] = map_refine(model, mean[rows], covariates[rows], events.take(rows), tuple(a[rows] for a in samples))
     pred = concentrations(model, covariates, events, z_map, query_h)
     rng = np.random.default_rng([seed, 4242])
-    n, q = query_h.shape
-    z = z_map[None] + sd[None] * rng.standard_normal((n_draws, *z_map.shape))
-    draws = concentrations(model, np.tile(covariates, (n_draws, 1)), tile_events(events, n_draws),
-                           z.reshape(-1, z.shape[-1]), np.tile(query_h, (n_draws, 1))).reshape(n_draws, n, q)
+    if method == "draws":
+        z = z_map[None] + sd[None] * rng.standard_normal((n_draws, *z_map.shape))
+        draws = _decoder_at(model, covariates, events, query_h, z)
+        ci_lo, ci_hi = np.percentile(draws, 5, axis=0), np.percentile(draws, 95, axis=0)
+    else:
+        c0 = float(model.cfg.c0_mg_l)
+        log_sd = sigma_log_sd(model, covariates, events, query_h, z_map, sd)
+        centre = np.log(pred + c0)
+        ci_lo, ci_hi = (np.maximum(np.exp(centre + sign * _Z90 * log_sd) - c0, 0.0) for sign in (-1, 1))
+        draws = np.maximum(np.exp(centre[None] + log_sd[None] * rng.standard_normal((n_draws, *pred.shape))) - c0, 0.0)
     with torch.no_grad():
         res_sd = model.residual_sd(torch.as_tensor(draws, dtype=torch.float32)).numpy()
     noisy = np.clip(draws + res_sd * rng.standard_normal(draws.shape), 0.0, None)
-    return {"pred": pred, "ci_lo": np.percentile(draws, 5, axis=0), "ci_hi": np.percentile(draws, 95, axis=0),
+    return {"pred": pred, "ci_lo": ci_lo, "ci_hi": ci_hi,
             "pi_lo": np.percentile(noisy, 5, axis=0), "pi_hi": np.percentile(noisy, 95, axis=0)}
 
 
