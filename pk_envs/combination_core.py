@@ -39,6 +39,9 @@ from vae_simulator.groundtruth.carboplatin import (
 from vae_simulator.groundtruth.paclitaxel import MOLAR_MASS_G_MOL as PACLITAXEL_MOLAR_MASS_G_MOL
 from vae_simulator.groundtruth.paclitaxel import TC_THRESHOLD_MG_L
 from vae_simulator.groundtruth.pd import (
+    BACKENDS as PD_BACKENDS,
+)
+from vae_simulator.groundtruth.pd import (
     FribergParameters,
     Recist,
     TumourParameters,
@@ -246,7 +249,11 @@ class CombinationTask:
 
     def __init__(self, *, simulators=None, discrete: bool = False, vector_reward: bool = False,
                  reward_weights=DEFAULT_REWARD_WEIGHTS, n_cycles: int = 6, assessment_every: int = 2,
-                 noise_scale: float = 1.0, iiv_scale: float = 1.0, interaction: float | None = None):
+                 noise_scale: float = 1.0, iiv_scale: float = 1.0, interaction: float | None = None,
+                 pd_backend: str = "compiled"):
+        if pd_backend not in PD_BACKENDS:
+            raise ValueError(f"pd_backend must be one of {PD_BACKENDS}, got {pd_backend!r}")
+        self.pd_backend = pd_backend
         pac, carbo = resolve_simulators(simulators)
         self.sims = (pac, carbo)
         # every simulator steps through its fast path (log-sigma not needed)
@@ -370,7 +377,7 @@ class CombinationTask:
             c.start_mg_l[rows, j] = conc[:, -1]
         anc_params, tum_params = self._pd_params(c, rows)
         anc, sld = simulate_both(c.anc_state[rows], c.tumour_state[rows], self.pd_times_h, *conc_umol, anc_params,
-                                 tum_params)
+                                 tum_params, backend=self.pd_backend)
         size_before = c.tumour_state[rows, tumour.SIZE]
         # numerical floors (no effect on any physiological value): an ablated marrow or an eradicated
         # tumour must not underflow to the exact 0 the models refuse as a state

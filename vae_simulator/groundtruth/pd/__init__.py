@@ -39,6 +39,7 @@ from vae_simulator.groundtruth.pd.grading import Recist
 from vae_simulator.groundtruth.pd.tumour import TumourParameters, TumourPopulation
 
 __all__ = [
+           "BACKENDS",
            "FribergParameters",
            "FribergPopulation",
            "Recist",
@@ -52,17 +53,40 @@ __all__ = [
 ]
 
 
+#: ``backend`` of :func:`simulate_both`
+BACKENDS = ("compiled", "numpy")
+
+
 def simulate_both(anc_state0: np.ndarray, tumour_state0: np.ndarray, times_h, conc_a_umol_l, conc_b_umol_l,
                   anc_params: FribergParameters, tumour_params: TumourParameters,
-                  max_step_h: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
+                  max_step_h: float = 4.0, backend: str = "compiled") -> tuple[np.ndarray, np.ndarray]:
     """:func:`friberg.simulate` and :func:`tumour.simulate` (same arguments) in one RK4 loop.
 
-    Bit-identical to the two calls (the RK4 stages are element-wise) at about half the Python
-    overhead per step, which is what a single patient pays. Returns ``(anc (n, 5, T), sld (n, 4, T))``.
+    ``backend="numpy"``: bit-identical to the two calls (the RK4 stages are element-wise) at about
+    half the Python overhead per step. ``"compiled"`` (default): the same scheme compiled with
+    numba (:mod:`~vae_simulator.groundtruth.pd._compiled`), equal to it within 1e-9 relative and
+    about 50 times faster for one patient. Returns ``(anc (n, 5, T), sld (n, 4, T))``.
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     checked = [model.check_inputs(state0, times_h, conc_a_umol_l, conc_b_umol_l, params)
                for model, state0, params in ((friberg, anc_state0, anc_params), (tumour, tumour_state0, tumour_params))]
     times = checked[0][3]
     problems = [friberg.problem(*checked[0][:3], anc_params), tumour.problem(*checked[1][:3], tumour_params)]
-    anc, sld = rk4_coupled(problems, times, max_step_h)
+    if backend == "numpy":
+        anc, sld = rk4_coupled(problems, times, max_step_h)
+        return friberg.finish(anc), tumour.finish(sld)
+    if not np.isfinite(max_step_h) or max_step_h <= 0:
+        raise ValueError(f"max_step_h must be a finite number > 0, got {max_step_h!r}")
+    from vae_simulator.groundtruth.pd._compiled import rk4_friberg_tumour
+
+    (_, y_anc, effect), (_, y_tumour, _) = problems
+    conc_a, conc_b = checked[0][1], checked[0][2]
+    n, t = y_anc.shape[0], times.size
+    anc, sld = np.empty((n, 5, t)), np.empty((n, 4, t))
+    a, p = anc_params, tumour_params
+    rk4_friberg_tumour(y_anc, y_tumour, times, np.ascontiguousarray(effect[0]), conc_a, conc_b, 4.0 / a.mtt_h,
+                       np.log(a.circ0_e9_l), a.gamma, friberg.FEEDBACK_CIRC_FLOOR_E9_L, p.kl_per_h, p.kd_a_l_umol_h,
+                       p.kd_b_l_umol_h, p.kd_ab_l2_umol2_h, p.lambda_per_h, p.k_exposure_per_h, float(max_step_h),
+                       anc, sld)
     return friberg.finish(anc), tumour.finish(sld)
