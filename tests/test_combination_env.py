@@ -178,6 +178,14 @@ def test_seeded_episodes_are_reproducible_and_steps_draw_nothing(toy_sims):
     np.testing.assert_array_equal(moved["obs"][0], first["obs"][0])  # same covariates and baseline counts
 
 
+def test_compiled_pd_gives_the_numpy_reference_course(toy_sims):
+    actions = np.random.default_rng(1).uniform(-1, 1, (CYCLES, 2)).astype(np.float32)
+    compiled = rollout(gym.make(SCALAR_ID, simulators=toy_sims), 3, actions)
+    reference = rollout(gym.make(SCALAR_ID, simulators=toy_sims, pd_backend="numpy"), 3, actions)
+    for key in compiled:
+        np.testing.assert_allclose(compiled[key], reference[key], rtol=1e-9, atol=1e-12, err_msg=key)
+
+
 @pytest.mark.filterwarnings("ignore:.*was clipped")
 @pytest.mark.parametrize("kwargs", [{}, {"discrete": True, "vector_reward": True, "noise_scale": 2.0}])
 def test_vector_env_reproduces_single_envs_exactly_with_one_decoder_call_per_drug(toy_sims, kwargs, monkeypatch):
@@ -305,6 +313,7 @@ def test_bad_actions_raise_or_are_clipped_and_counted(toy_sims):
     ({"reward_weights": (0.0, 0.0)}, r"not both 0"),
     ({"reward_weights": "equal"}, r"reward_weights must be 2 finite numbers >= 0, .* got 'equal'"),
     ({"interaction": np.inf}, r"interaction must be None or a finite number"),
+    ({"pd_backend": "scipy"}, r"pd_backend must be one of \('compiled', 'numpy'\), got 'scipy'"),
 ])
 def test_invalid_arguments_name_the_value(toy_sims, kwargs, match):
     with pytest.raises(ValueError, match=match):

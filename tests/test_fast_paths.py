@@ -9,6 +9,8 @@ trained in). Exact vector == SyncVectorEnv batching is tested in the environment
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ import pytest
 import pk_envs
 import pk_envs._common as common
 from vae_simulator.groundtruth.pd import (
+    BACKENDS,
     FribergParameters,
     TumourParameters,
     friberg,
@@ -134,11 +137,39 @@ def _pd_inputs(n: int = 4):
 def test_both_pd_models_in_one_loop_equal_the_separate_models_bit_for_bit():
     times, conc_a, conc_b, anc, tum = _pd_inputs()
     anc_state, tum_state = friberg.steady_state(anc), tumour.initial_state(tum)
-    both = simulate_both(anc_state, tum_state, times, conc_a, conc_b, anc, tum)
+    both = simulate_both(anc_state, tum_state, times, conc_a, conc_b, anc, tum, backend="numpy")
     np.testing.assert_array_equal(both[0], friberg.simulate(anc_state, times, conc_a, conc_b, anc))
     np.testing.assert_array_equal(both[1], tumour.simulate(tum_state, times, conc_a, conc_b, tum))
-    with pytest.raises(ValueError, match="must be finite"):  # each model's checks still apply
-        simulate_both(anc_state, tum_state, times, conc_a, np.full_like(conc_b, np.nan), anc, tum)
+    for backend in BACKENDS:
+        with pytest.raises(ValueError, match="must be finite"):  # each model's checks still apply
+            simulate_both(anc_state, tum_state, times, conc_a, np.full_like(conc_b, np.nan), anc, tum,
+                          backend=backend)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        simulate_both(anc_state, tum_state, times, conc_a, conc_b, anc, tum, backend="scipy")
+
+
+def _row(params, i: int):
+    """Patient ``i`` of a parameter dataclass, as a batch of one."""
+    return type(params)(**{f.name: getattr(params, f.name)[i:i + 1] for f in fields(params)})
+
+
+@pytest.mark.parametrize("max_step_h", [4.0, 1.5])
+def test_compiled_pd_equals_the_numpy_rk4_and_is_batch_invariant(max_step_h):
+    times, conc_a, conc_b, anc, tum = _pd_inputs(n=64)
+    # a strongly myelosuppressed, shrinking cohort as well as the drawn one: states far from baseline
+    conc_a[32:] *= 5.0
+    anc_state, tum_state = friberg.steady_state(anc), tumour.initial_state(tum)
+    args = (anc_state, tum_state, times, conc_a, conc_b, anc, tum, max_step_h)
+    compiled, reference = simulate_both(*args), simulate_both(*args, backend="numpy")
+    for c, r in zip(compiled, reference):
+        assert np.all(np.isfinite(c))
+        np.testing.assert_allclose(c, r, rtol=1e-9, atol=0)
+    assert compiled[0][:, friberg.CIRC].min() < 0.5 * anc.circ0_e9_l.min()  # the nadir was exercised
+    for i in (0, 17, 63):  # one patient alone: the same bits as in the batch
+        alone = simulate_both(anc_state[i:i + 1], tum_state[i:i + 1], times, conc_a[i:i + 1], conc_b[i:i + 1],
+                              _row(anc, i), _row(tum, i), max_step_h)
+        np.testing.assert_array_equal(alone[0][0], compiled[0][i])
+        np.testing.assert_array_equal(alone[1][0], compiled[1][i])
 
 
 @pytest.mark.parametrize("n", [1, 4])
