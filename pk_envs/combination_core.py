@@ -30,7 +30,7 @@ from pk_envs._common import (
     scaled_covariates,
 )
 from vae_simulator.covariates import COVARIATE_NAMES, Covariates, draw_covariate_row
-from vae_simulator.exposure import auc_per_interval, time_above
+from vae_simulator.exposure import IntervalExposure
 from vae_simulator.groundtruth.carboplatin import (
     CARBOPLATIN_MOLAR_MASS_G_MOL,
     MG_MIN_PER_ML_TO_MG_H_PER_L,
@@ -46,6 +46,7 @@ from vae_simulator.groundtruth.pd import (
     Recist,
     TumourParameters,
     friberg,
+    integrate_cycle,
     refine_grid,
     simulate_both,
     tumour,
@@ -85,6 +86,8 @@ OBS_NAMES = tuple(f"covariate_{c}" for c in COVARIATE_NAMES) + (
     "cycle_fraction")
 OBS = {name: i for i, name in enumerate(OBS_NAMES)}
 NOT_ASSESSED = -1  # info["recist"] before the first assessment
+#: column of the baseline SLD in a cohort's ``tumour_params`` rows (TumourParameters field order)
+TUMOUR_BASELINE = [f.name for f in fields(TumourParameters)].index("baseline_mm")
 
 
 def combination_objectives(log_size_ratio, worst_grade, grade4_days, progressed) -> np.ndarray:
@@ -99,8 +102,8 @@ def combination_objectives(log_size_ratio, worst_grade, grade4_days, progressed)
     days = np.asarray(grade4_days, dtype=float)
     if not (np.all(np.isfinite(ratio)) and np.all(np.isfinite(days)) and np.all(days >= 0)):
         raise ValueError("log_size_ratio must be finite and grade4_days finite and >= 0")
-    if not np.all(np.isin(grade, range(len(GRADE_COST)))):
-        raise ValueError(f"worst_grade must be CTCAE grades 0-4, got {np.unique(grade)}")
+    if grade.dtype.kind not in "iu" or grade.min(initial=0) < 0 or grade.max(initial=0) >= len(GRADE_COST):
+        raise ValueError(f"worst_grade must be CTCAE grades 0-4 (integers), got {np.unique(grade)}")
     response = np.clip(RESPONSE_PER_LN * ratio, -RESPONSE_CAP, RESPONSE_CAP) - \
         PROGRESSION_PENALTY * np.asarray(progressed, dtype=float)
     toxicity = np.asarray(GRADE_COST)[grade] + GRADE4_DAY_COST * days
@@ -277,6 +280,9 @@ class CombinationTask:
         self.interaction = None if interaction is None else float(interaction)
         self.actions = CombinationActions(discrete)
         self.molar_mass = np.array([PACLITAXEL_MOLAR_MASS_G_MOL, CARBOPLATIN_MOLAR_MASS_G_MOL])
+        # per-cycle AUC of each drug and paclitaxel's time above 0.05 umol/L, the grids checked once
+        self.auc = tuple(IntervalExposure(sim.grid_h, "auc_interval") for sim in self.sims)
+        self.paclitaxel_time_above = IntervalExposure(self.sims[0].grid_h, "time_above", TC_THRESHOLD_MG_L)
         union = np.union1d([0.0], np.union1d(*(s.grid_h for s in self.sims)))
         self.pk_times_h = union
         self.pd_times_h = refine_grid(union, np.zeros((1, union.size)), max_gap_h=6.0)[0]
@@ -369,15 +375,20 @@ class CombinationTask:
                 self.sims, self.steppers, (c.state_paclitaxel, c.state_carboplatin), c.decoder_constants)):
             conc, _, state[rows] = stepper.step(state[rows], constants[rows], dose_mg[:, j])
             start = c.start_mg_l[rows, j]
-            auc_mg_h_l.append(auc_per_interval(conc[:, None, :], sim.grid_h, start)[:, 0])
+            auc_mg_h_l.append(self.auc[j](conc, start))
             if j == 0:
-                tc_h = time_above(conc[:, None, :], sim.grid_h, TC_THRESHOLD_MG_L, start)[:, 0]
+                tc_h = self.paclitaxel_time_above(conc, start)
             on_grid = sim.concentration_at(conc, start, self.pk_times_h)
             conc_umol.append(refine_grid(self.pk_times_h, on_grid, max_gap_h=6.0)[1] / self.molar_mass[j] * 1000.0)
             c.start_mg_l[rows, j] = conc[:, -1]
-        anc_params, tum_params = self._pd_params(c, rows)
-        anc, sld = simulate_both(c.anc_state[rows], c.tumour_state[rows], self.pd_times_h, *conc_umol, anc_params,
-                                 tum_params, backend=self.pd_backend)
+        anc_params, tum_params = c.anc_params[rows], c.tumour_params[rows]
+        if self.pd_backend == "compiled":  # parameters validated at reset, concentrations >= 0 by construction
+            anc, sld = integrate_cycle(c.anc_state[rows], c.tumour_state[rows], self.pd_times_h, *conc_umol,
+                                       anc_params, tum_params)
+        else:
+            anc, sld = simulate_both(c.anc_state[rows], c.tumour_state[rows], self.pd_times_h, *conc_umol,
+                                     FribergParameters(*anc_params.T), TumourParameters(*tum_params.T),
+                                     backend="numpy")
         size_before = c.tumour_state[rows, tumour.SIZE]
         # numerical floors (no effect on any physiological value): an ablated marrow or an eradicated
         # tumour must not underflow to the exact 0 the models refuse as a state
@@ -397,7 +408,7 @@ class CombinationTask:
 
         size_now = sld_course[:, -1]
         assessed = ((k + 1) % self.assessment_every == 0) | (k + 1 == self.n_cycles)
-        status = recist_status(tum_params.baseline_mm, c.sld_assessed[rows, 1], size_now)
+        status = recist_status(tum_params[:, TUMOUR_BASELINE], c.sld_assessed[rows, 1], size_now)
         progressed = assessed & (status == Recist.PD)
         c.recist[rows] = np.where(assessed, status, c.recist[rows])
         c.best_response[rows] = np.where(assessed & ((c.best_response[rows] == NOT_ASSESSED) |
