@@ -22,6 +22,7 @@ from vae_simulator.groundtruth.pd import (
     FribergParameters,
     TumourParameters,
     friberg,
+    integrate_cycle,
     refine_grid,
     simulate_both,
     tumour,
@@ -146,6 +147,20 @@ def test_both_pd_models_in_one_loop_equal_the_separate_models_bit_for_bit():
                           backend=backend)
     with pytest.raises(ValueError, match="backend must be one of"):
         simulate_both(anc_state, tum_state, times, conc_a, conc_b, anc, tum, backend="scipy")
+
+
+def test_unchecked_cycle_equals_the_compiled_simulate_both_bit_for_bit():
+    times, conc_a, conc_b, anc, tum = _pd_inputs(n=8)
+    anc_state, tum_state = friberg.steady_state(anc), tumour.initial_state(tum)
+    checked = simulate_both(anc_state, tum_state, times, conc_a, conc_b, anc, tum)
+    raw = [np.stack([getattr(p, f.name) for f in fields(p)], axis=1) for p in (anc, tum)]
+    fast = integrate_cycle(anc_state, tum_state, times, conc_a, conc_b, *raw)
+    for a, b in zip(checked, fast):
+        np.testing.assert_array_equal(a, b)
+    bad = conc_a.copy()
+    bad[0, 3] = np.nan  # what no valid input gives: refused, not propagated
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        integrate_cycle(anc_state, tum_state, times, bad, conc_b, *raw)
 
 
 def _row(params, i: int):
