@@ -282,10 +282,12 @@ class CombinationTask:
         self.molar_mass = np.array([PACLITAXEL_MOLAR_MASS_G_MOL, CARBOPLATIN_MOLAR_MASS_G_MOL])
         # per-cycle AUC of each drug and paclitaxel's time above 0.05 umol/L, the grids checked once
         self.auc = tuple(IntervalExposure(sim.grid_h, "auc_interval") for sim in self.sims)
+        self.dose_ranges_mg = np.array([sim.dose_range_mg for sim in self.sims])
         self.paclitaxel_time_above = IntervalExposure(self.sims[0].grid_h, "time_above", TC_THRESHOLD_MG_L)
         union = np.union1d([0.0], np.union1d(*(s.grid_h for s in self.sims)))
         self.pk_times_h = union
         self.pd_times_h = refine_grid(union, np.zeros((1, union.size)), max_gap_h=6.0)[0]
+        self.pd_dt_h = np.diff(self.pd_times_h)
         self.hidden = [int(s.state_size) for s in self.sims]
         cov_low, cov_high = covariate_bounds()
         extra_high = [ANC_CAP_E9_L] * 3 + [SLD_CAP_CM, SIZE_RATIO_CAP, 1.0, 1.0, 1.0, 1.0, 1.0]
@@ -368,8 +370,7 @@ class CombinationTask:
             raise RuntimeError("the episode has ended (course complete or progression); call reset()")
         k = c.given[rows]
         wanted_mg = doses * c.mg_per_unit[rows]
-        ranges = np.array([s.dose_range_mg for s in self.sims])
-        dose_mg = np.clip(wanted_mg, ranges[:, 0], ranges[:, 1])
+        dose_mg = np.clip(wanted_mg, self.dose_ranges_mg[:, 0], self.dose_ranges_mg[:, 1])
         conc_umol, auc_mg_h_l, tc_h = [], [], None
         for j, (sim, stepper, state, constants) in enumerate(zip(
                 self.sims, self.steppers, (c.state_paclitaxel, c.state_carboplatin), c.decoder_constants)):
@@ -399,10 +400,10 @@ class CombinationTask:
         nadir = anc_course.min(axis=1)
         grade = neutropenia_grade(nadir)
         below = (anc_course < GRADE4_E9_L).astype(float)
-        grade4_days = np.sum(0.5 * (below[:, 1:] + below[:, :-1]) * np.diff(self.pd_times_h), axis=1) / 24.0
-        normals = c.anc_normals[rows]
-        observed = [friberg.observe_anc(v, ReplayNormals(normals[np.arange(len(rows)), 1 + 2 * k + i]),
-                                        error_scale=self.noise_scale) for i, v in enumerate((nadir, anc_course[:, -1]))]
+        grade4_days = np.sum(0.5 * (below[:, 1:] + below[:, :-1]) * self.pd_dt_h, axis=1) / 24.0
+        normals = c.anc_normals[rows[:, None], 1 + 2 * k[:, None] + np.arange(2)]  # (n, 2): nadir, day 21
+        observed = friberg.observe_anc(np.stack([nadir, anc_course[:, -1]], axis=1), ReplayNormals(normals),
+                                       error_scale=self.noise_scale).T
         c.anc_obs[rows, 1], c.anc_obs[rows, 2] = observed
         c.nadir_obs_course[rows, k] = observed[0]
 

@@ -30,9 +30,12 @@ One cycle at a time (``n`` patients; concentrations in umol/L = mg/L / molar mas
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
 
 from vae_simulator.groundtruth.pd import friberg, grading, tumour
+from vae_simulator.groundtruth.pd._compiled import kernel_parameters, rk4_friberg_tumour
 from vae_simulator.groundtruth.pd._statespace import refine_grid, rk4_coupled
 from vae_simulator.groundtruth.pd.friberg import FribergParameters, FribergPopulation
 from vae_simulator.groundtruth.pd.grading import Recist
@@ -79,17 +82,15 @@ def simulate_both(anc_state0: np.ndarray, tumour_state0: np.ndarray, times_h, co
         return friberg.finish(anc), tumour.finish(sld)
     if not np.isfinite(max_step_h) or max_step_h <= 0:
         raise ValueError(f"max_step_h must be a finite number > 0, got {max_step_h!r}")
-    from vae_simulator.groundtruth.pd._compiled import rk4_friberg_tumour
-
     (_, y_anc, effect), (_, y_tumour, _) = problems
     conc_a, conc_b = checked[0][1], checked[0][2]
     n, t = y_anc.shape[0], times.size
     anc, sld = np.empty((n, 5, t)), np.empty((n, 4, t))
-    a, p = anc_params, tumour_params
-    rk4_friberg_tumour(y_anc, y_tumour, times, np.ascontiguousarray(effect[0]), conc_a, conc_b, 4.0 / a.mtt_h,
-                       np.log(a.circ0_e9_l), a.gamma, friberg.FEEDBACK_CIRC_FLOOR_E9_L, p.kl_per_h, p.kd_a_l_umol_h,
-                       p.kd_b_l_umol_h, p.kd_ab_l2_umol2_h, p.lambda_per_h, p.k_exposure_per_h, float(max_step_h),
-                       anc, sld)
+    params = kernel_parameters(np.stack([getattr(anc_params, f.name) for f in fields(anc_params)], axis=1),
+                               np.stack([getattr(tumour_params, f.name) for f in fields(tumour_params)], axis=1),
+                               friberg.FEEDBACK_CIRC_FLOOR_E9_L)
+    rk4_friberg_tumour(y_anc, y_tumour, times, np.ascontiguousarray(effect[0]), conc_a, conc_b, params,
+                       float(max_step_h), anc, sld)
     return friberg.finish(anc), tumour.finish(sld)
 
 
@@ -103,10 +104,7 @@ def integrate_cycle(anc_state0: np.ndarray, tumour_state0: np.ndarray, times_h: 
 
     A result that is not finite (which valid inputs never give) raises rather than propagating.
     """
-    from vae_simulator.groundtruth.pd._compiled import rk4_friberg_tumour
-
-    circ0, mtt, gamma, slope_a, slope_b = anc_params.T
-    _, kl, kd_a, kd_b, kd_ab, lam, k_exposure = tumour_params.T
+    slope_a, slope_b = anc_params[:, 3], anc_params[:, 4]
     y_anc = anc_state0.copy()
     y_anc[:, 0] = np.log(np.maximum(anc_state0[:, 0], np.finfo(float).tiny))
     y_tumour = tumour_state0.copy()
@@ -114,10 +112,9 @@ def integrate_cycle(anc_state0: np.ndarray, tumour_state0: np.ndarray, times_h: 
     effect = slope_a[:, None] * conc_a_umol_l + slope_b[:, None] * conc_b_umol_l
     n, t = y_anc.shape[0], times_h.size
     anc, sld = np.empty((n, 5, t)), np.empty((n, 4, t))
-    rk4_friberg_tumour(y_anc, y_tumour, times_h, effect, conc_a_umol_l, conc_b_umol_l, 4.0 / mtt, np.log(circ0),
-                       np.ascontiguousarray(gamma), friberg.FEEDBACK_CIRC_FLOOR_E9_L, np.ascontiguousarray(kl),
-                       np.ascontiguousarray(kd_a), np.ascontiguousarray(kd_b), np.ascontiguousarray(kd_ab),
-                       np.ascontiguousarray(lam), np.ascontiguousarray(k_exposure), float(max_step_h), anc, sld)
+    params = kernel_parameters(anc_params, tumour_params, friberg.FEEDBACK_CIRC_FLOOR_E9_L)
+    rk4_friberg_tumour(y_anc, y_tumour, times_h, effect, conc_a_umol_l, conc_b_umol_l, params, float(max_step_h),
+                       anc, sld)
     if not (np.isfinite(anc[:, :, -1]).all() and np.isfinite(sld[:, :, -1]).all()):
         raise FloatingPointError("the PD integration gave a non-finite state; its inputs were not valid")
     return friberg.finish(anc), tumour.finish(sld)

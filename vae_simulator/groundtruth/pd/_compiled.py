@@ -44,13 +44,13 @@ def _derivatives(y, u_e, u_a, u_b, prm, dy):
 
 
 @njit(cache=True, parallel=True)
-def rk4_friberg_tumour(anc0, tumour0, times, effect, conc_a, conc_b, ktr, log_circ0, gamma, floor,
-                       kl, kda, kdb, kdab, lam, kexp, max_step_h, anc_out, tumour_out):
+def rk4_friberg_tumour(anc0, tumour0, times, effect, conc_a, conc_b, params, max_step_h, anc_out, tumour_out):
     """Integrate ``n`` patients over ``times (T,)`` into ``anc_out (n, 5, T)`` and ``tumour_out (n, 4, T)``.
 
     ``anc0 (n, 5)`` / ``tumour0 (n, 4)``: transformed initial states (``ln Prol``, ``ln size``
     first); ``effect``, ``conc_a``, ``conc_b`` ``(n, T)``: the Friberg drug effect and the two
-    concentrations (umol/L) on the grid; per-patient parameter arrays ``(n,)``.
+    concentrations (umol/L) on the grid; ``params (n, 10)``: each patient's ``[ktr, ln Circ0,
+    gamma, feedback floor, kl, kd_a, kd_b, kd_ab, lambda, k_exposure]`` (:func:`kernel_parameters`).
     """
     n, n_times = anc0.shape[0], times.shape[0]
     for p in prange(n):
@@ -60,7 +60,7 @@ def rk4_friberg_tumour(anc0, tumour0, times, effect, conc_a, conc_b, ktr, log_ci
         y[5:] = tumour0[p]
         anc_out[p, :, 0] = y[:5]
         tumour_out[p, :, 0] = y[5:]
-        prm = np.array([ktr[p], log_circ0[p], gamma[p], floor, kl[p], kda[p], kdb[p], kdab[p], lam[p], kexp[p]])
+        prm = params[p]
         for i in range(n_times - 1):
             t0, t1 = times[i], times[i + 1]
             width = t1 - t0
@@ -92,3 +92,11 @@ def rk4_friberg_tumour(anc0, tumour0, times, effect, conc_a, conc_b, ktr, log_ci
                     y[j] += total * (h / 6.0)
             anc_out[p, :, i + 1] = y[:5]
             tumour_out[p, :, i + 1] = y[5:]
+
+
+def kernel_parameters(anc_params: np.ndarray, tumour_params: np.ndarray, floor_e9_l: float) -> np.ndarray:
+    """``(n, 10)`` kernel rows from raw ``(n, 5)`` Friberg and ``(n, 7)`` tumour parameter rows
+    (:class:`~vae_simulator.groundtruth.pd.friberg.FribergParameters` /
+    :class:`~vae_simulator.groundtruth.pd.tumour.TumourParameters` field order)."""
+    circ0, mtt, gamma = anc_params[:, 0], anc_params[:, 1], anc_params[:, 2]
+    return np.column_stack([4.0 / mtt, np.log(circ0), gamma, np.full(circ0.shape, floor_e9_l), tumour_params[:, 1:]])
