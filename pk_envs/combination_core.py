@@ -311,10 +311,9 @@ class CombinationTask:
         draws = {"covariates": draw_covariate_row(rng),  # = Covariates.sample(1, rng).as_array()[0], faster
                  "z_paclitaxel": rng.standard_normal(pac.latent_dim),  # N(0, I) now, placed below
                  "z_carboplatin": rng.standard_normal(carbo.latent_dim)}
-        anc = FribergParameters.sample(1, rng, self.iiv_scale)
-        tum = TumourParameters.sample(1, rng, self.iiv_scale, interaction_l2_umol2_h=self.interaction)
-        draws["anc_params"] = np.array([getattr(anc, f.name)[0] for f in fields(FribergParameters)])
-        draws["tumour_params"] = np.array([getattr(tum, f.name)[0] for f in fields(TumourParameters)])
+        # the normals of FribergParameters.sample(1, rng) then TumourParameters.sample(1, rng), in their
+        # order; the parameters are computed for all restarting patients at once in start()
+        draws["pd_normals"] = rng.standard_normal(friberg.N_RANDOM_EFFECTS + tumour.N_RANDOM_EFFECTS)
         draws["anc_normals"] = rng.standard_normal(1 + 2 * self.n_cycles)
         pinned = [key for key in ("covariates", "z_paclitaxel", "z_carboplatin") if options.get(key) is not None]
         if "covariates" in pinned:
@@ -340,19 +339,22 @@ class CombinationTask:
                       z((n, k, t)), z((n, k, t)),
                       tuple(z((n, s.constants_size), s.dtype) for s in self.steppers), z((n, 2)))
 
-    def _pd_params(self, c: Cohort, rows: np.ndarray) -> tuple[FribergParameters, TumourParameters]:
-        return FribergParameters(*c.anc_params[rows].T), TumourParameters(*c.tumour_params[rows].T)
-
     def start(self, c: Cohort, rows: np.ndarray, draws: list[dict[str, np.ndarray]]) -> None:
         """Begin new episodes in ``rows`` from their draws."""
-        for key in ("covariates", "z_paclitaxel", "z_carboplatin", "anc_params", "tumour_params", "anc_normals"):
+        for key in ("covariates", "z_paclitaxel", "z_carboplatin", "anc_normals"):
             getattr(c, key)[rows] = np.stack([d[key] for d in draws])
+        eta = np.stack([d["pd_normals"] for d in draws]).T
+        anc = FribergParameters.from_normals(eta[:friberg.N_RANDOM_EFFECTS], self.iiv_scale)
+        tum = TumourParameters.from_normals(eta[friberg.N_RANDOM_EFFECTS:], self.iiv_scale,
+                                            interaction_l2_umol2_h=self.interaction)
+        c.anc_params[rows] = np.stack([getattr(anc, f.name) for f in fields(FribergParameters)], axis=1)
+        c.tumour_params[rows] = np.stack([getattr(tum, f.name) for f in fields(TumourParameters)], axis=1)
         for stepper, z, state, constants in zip(self.steppers, (c.z_paclitaxel, c.z_carboplatin),
                                                 (c.state_paclitaxel, c.state_carboplatin), c.decoder_constants):
             state[rows], constants[rows] = stepper.start(c.covariates[rows], z[rows])  # validated when drawn
         cov = Covariates.from_array(c.covariates[rows])  # one check for all rows (validated when drawn)
         c.mg_per_unit[rows] = np.stack([cov.BSA, calvert_dose_mg(cov, 1.0)], axis=1)
-        anc_params, tum_params = self._pd_params(c, rows)
+        anc_params, tum_params = anc, tum
         c.anc_state[rows], c.tumour_state[rows] = friberg.steady_state(anc_params), tumour.initial_state(tum_params)
         baseline_obs = friberg.observe_anc(anc_params.circ0_e9_l, ReplayNormals(c.anc_normals[rows, 0]),
                                            error_scale=self.noise_scale)

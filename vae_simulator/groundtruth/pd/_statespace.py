@@ -99,7 +99,12 @@ def check_parameter_arrays(values: dict[str, np.ndarray], positive: tuple[str, .
 def lognormal_iiv(typical: float, omega: float, iiv_scale: float, rng: np.random.Generator,
                   n: int) -> np.ndarray:
     """``typical * exp(iiv_scale * omega * eta)``, eta ~ N(0, 1); one draw per patient even if omega is 0."""
-    return typical * np.exp(iiv_scale * omega * rng.standard_normal(n))
+    return lognormal_from(typical, omega, iiv_scale, rng.standard_normal(n))
+
+
+def lognormal_from(typical: float, omega: float, iiv_scale: float, eta: np.ndarray) -> np.ndarray:
+    """``typical * exp(iiv_scale * omega * eta)`` of given standard normals ``eta`` (element-wise)."""
+    return typical * np.exp(iiv_scale * omega * eta)
 
 
 def check_iiv_scale(iiv_scale: float) -> float:

@@ -82,7 +82,7 @@ from vae_simulator.groundtruth.pd._statespace import (
     check_parameter_arrays,
     check_state,
     check_times,
-    lognormal_iiv,
+    lognormal_from,
     rk4_on_grid,
 )
 
@@ -92,6 +92,8 @@ STATE_NAMES: tuple[str, ...] = ("prol", "transit1", "transit2", "transit3", "cir
 CIRC = 4
 #: ANC (1e9/L) below which the feedback (Circ0/Circ)^gamma stops rising (numerical safeguard).
 FEEDBACK_CIRC_FLOOR_E9_L = 1e-3
+#: standard normals one patient's parameters take (Circ0, MTT, slope sensitivity)
+N_RANDOM_EFFECTS = 3
 #: Paclitaxel unbound fraction used to put Friberg's unbound slope on total concentrations.
 PACLITAXEL_FU = 0.05
 #: Friberg/Wahlby paclitaxel slope on unbound paclitaxel (L/umol); x fu is the cross-check.
@@ -168,12 +170,21 @@ class FribergParameters:
 
         Draw order is fixed (Circ0, MTT, slope sensitivity), so a seed gives the same patients.
         """
-        n = check_n(n)
+        return cls.from_normals(rng.standard_normal((N_RANDOM_EFFECTS, check_n(n))), iiv_scale, population)
+
+    @classmethod
+    def from_normals(cls, eta: np.ndarray, iiv_scale: float = 1.0,
+                     population: FribergPopulation = PACLITAXEL_CARBOPLATIN_ANC) -> FribergParameters:
+        """The patients of :meth:`sample` from its standard normals ``eta (3, n)`` (Circ0, MTT, slope
+        sensitivity rows): ``sample(n, rng)`` equals ``from_normals(rng.standard_normal((3, n)))``."""
         iiv_scale = check_iiv_scale(iiv_scale)
-        circ0 = lognormal_iiv(population.circ0_e9_l, population.omega_circ0, iiv_scale, rng, n)
-        mtt = lognormal_iiv(population.mtt_h, population.omega_mtt, iiv_scale, rng, n)
-        sensitivity = lognormal_iiv(1.0, population.omega_slope, iiv_scale, rng, n)
-        return cls(circ0, mtt, np.full(n, population.gamma), population.slope_a_l_umol * sensitivity,
+        eta = np.asarray(eta, dtype=float)
+        if eta.ndim != 2 or eta.shape[0] != N_RANDOM_EFFECTS:
+            raise ValueError(f"eta must have shape ({N_RANDOM_EFFECTS}, n), got {eta.shape}")
+        circ0 = lognormal_from(population.circ0_e9_l, population.omega_circ0, iiv_scale, eta[0])
+        mtt = lognormal_from(population.mtt_h, population.omega_mtt, iiv_scale, eta[1])
+        sensitivity = lognormal_from(1.0, population.omega_slope, iiv_scale, eta[2])
+        return cls(circ0, mtt, np.full(eta.shape[1], population.gamma), population.slope_a_l_umol * sensitivity,
                    population.slope_b_l_umol * sensitivity)
 
     def with_slopes(self, slope_a_l_umol=None, slope_b_l_umol=None) -> FribergParameters:

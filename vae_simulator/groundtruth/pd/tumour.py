@@ -70,13 +70,15 @@ from vae_simulator.groundtruth.pd._statespace import (
     check_parameter_arrays,
     check_state,
     check_times,
-    lognormal_iiv,
+    lognormal_from,
     rk4_on_grid,
 )
 
 #: State order: SLD (mm), smoothed exposures of drug A and B (umol/L), time since treatment start (h).
 STATE_NAMES: tuple[str, ...] = ("size_mm", "exposure_a_umol_l", "exposure_b_umol_l", "tau_h")
 SIZE, EXPOSURE_A, EXPOSURE_B, TAU = 0, 1, 2, 3
+#: standard normals one patient's parameters take (baseline, KL, kill sensitivity)
+N_RANDOM_EFFECTS = 3
 HOURS_PER_DAY = 24.0
 #: Kill rate per unit exposure, L/(umol h), derived by ``calibration.calibrate`` (docstring).
 KD_PACLITAXEL = 0.00276
@@ -156,11 +158,23 @@ class TumourParameters:
         ``interaction_l2_umol2_h`` overrides the population's KDAB (e.g. to study synergy).
         Draw order is fixed (baseline, KL, sensitivity).
         """
-        n = check_n(n)
+        return cls.from_normals(rng.standard_normal((N_RANDOM_EFFECTS, check_n(n))), iiv_scale, population,
+                                interaction_l2_umol2_h)
+
+    @classmethod
+    def from_normals(cls, eta: np.ndarray, iiv_scale: float = 1.0,
+                     population: TumourPopulation = NSCLC_PACLITAXEL_CARBOPLATIN,
+                     interaction_l2_umol2_h: float | None = None) -> TumourParameters:
+        """The patients of :meth:`sample` from its standard normals ``eta (3, n)`` (baseline, KL,
+        sensitivity rows): ``sample(n, rng)`` equals ``from_normals(rng.standard_normal((3, n)))``."""
         iiv_scale = check_iiv_scale(iiv_scale)
-        baseline = lognormal_iiv(population.baseline_mm, population.omega_baseline, iiv_scale, rng, n)
-        kl = lognormal_iiv(population.kl_per_h, population.omega_kl, iiv_scale, rng, n)
-        sensitivity = lognormal_iiv(1.0, population.omega_kd, iiv_scale, rng, n)
+        eta = np.asarray(eta, dtype=float)
+        if eta.ndim != 2 or eta.shape[0] != N_RANDOM_EFFECTS:
+            raise ValueError(f"eta must have shape ({N_RANDOM_EFFECTS}, n), got {eta.shape}")
+        n = eta.shape[1]
+        baseline = lognormal_from(population.baseline_mm, population.omega_baseline, iiv_scale, eta[0])
+        kl = lognormal_from(population.kl_per_h, population.omega_kl, iiv_scale, eta[1])
+        sensitivity = lognormal_from(1.0, population.omega_kd, iiv_scale, eta[2])
         kd_ab = population.kd_ab_l2_umol2_h if interaction_l2_umol2_h is None else interaction_l2_umol2_h
         return cls(baseline, kl, population.kd_a_l_umol_h * sensitivity,
                    population.kd_b_l_umol_h * sensitivity, kd_ab * sensitivity,
