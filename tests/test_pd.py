@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
@@ -311,3 +313,20 @@ def test_recist_categories_and_best_response():
 def test_grading_refuses_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_parameters_from_normals_are_the_sampled_patients():
+    """``sample(n, rng)`` is ``from_normals`` of the same stream's (3, n) normals, bit for bit, and one
+    patient's parameters do not depend on the batch they are computed in."""
+    for cls in (friberg.FribergParameters, tumour.TumourParameters):
+        drawn = cls.sample(7, np.random.default_rng(11), iiv_scale=0.8)
+        eta = np.random.default_rng(11).standard_normal((3, 7))
+        rebuilt = cls.from_normals(eta, 0.8)
+        alone = cls.from_normals(eta[:, 4:5], 0.8)
+        for f in fields(cls):
+            np.testing.assert_array_equal(getattr(drawn, f.name), getattr(rebuilt, f.name))
+            assert getattr(alone, f.name)[0] == getattr(rebuilt, f.name)[4]
+        with pytest.raises(ValueError, match=r"eta must have shape \(3, n\)"):
+            cls.from_normals(eta[:2])
+        with pytest.raises(ValueError, match="iiv_scale must be a finite number >= 0"):
+            cls.from_normals(eta, -1.0)
