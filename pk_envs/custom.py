@@ -56,7 +56,23 @@ SIMULATOR_ARGUMENTS = ("toxic_above", "intervals_h", "dose_range_mg", "infusion_
                        "standard_dose_mg")
 
 
-class CustomDrugEnv(SingleDrugEnv):
+class TableModelAttributes:
+    """Public attributes of the environments on a table's model (single and vector)."""
+
+    task: object
+
+    @property
+    def simulator(self) -> TableIntervalSimulator:
+        """The patients' simulator (a PatientSimulator): what a model-based baseline doses with."""
+        return self.task.sim
+
+    @property
+    def covariate_names(self) -> tuple[str, ...]:
+        """The encoded covariate columns of the observation's first entries (e.g. ``WT``, ``SEX=M``)."""
+        return tuple(self.task.sim.covariate_names)
+
+
+class CustomDrugEnv(TableModelAttributes, SingleDrugEnv):
     """
     ## Description
 
@@ -141,13 +157,3 @@ class CustomDrugEnv(SingleDrugEnv):
     def __init__(self, weights: str | Path | None = None, target: str | None = None, **kwargs):
         settings = {key: kwargs.pop(key) for key in SIMULATOR_ARGUMENTS if key in kwargs}
         super().__init__(simulator=custom_simulator(weights, target, **settings), **kwargs)
-
-    @property
-    def simulator(self) -> TableIntervalSimulator:
-        """The patients' simulator (a PatientSimulator): what a model-based baseline doses with."""
-        return self.task.sim
-
-    @property
-    def covariate_names(self) -> tuple[str, ...]:
-        """The encoded covariate columns of the observation's first entries (e.g. ``WT``, ``SEX=M``)."""
-        return tuple(self.task.sim.covariate_names)
