@@ -69,3 +69,15 @@ def test_generate_rejects_bad_input(tmp_path):
     (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(ValueError, match="not a readable pkdose population file"):
         PopulationData.from_npz(tmp_path / "broken.npz")
+
+
+def test_env_options_of_the_main_job(capsys):
+    args = train.parse_args(["--weights", "m.json", "--target", "trough:10-20", "--env-option", "intervals_h=[12]",
+                             "--env-option", "dose_step_mg=250"])
+    assert train.env_options(args) == {"weights": "m.json", "target": "trough:10-20", "intervals_h": [12],
+                                       "dose_step_mg": 250}
+    with pytest.raises(ValueError, match="is not KEY=VALUE"):
+        train.env_options(train.parse_args(["--env-option", "intervals_h"]))
+    # a table model's id without its weights is refused before any training, with the reason
+    assert train.main(["--env", "PKDose/Custom-v0", "--timesteps", "10"]) == 2
+    assert "needs env_options weights" in capsys.readouterr().err
