@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vae_simulator.covariates import PHYSIOLOGICAL_RANGES, Covariates, draw_covariate_row
+from vae_simulator.covariates import Covariates, draw_covariate_row
 from vae_simulator.ct_simulator import CTPatientSimulator
 from vae_simulator.groundtruth import get_model
 from vae_simulator.groundtruth.base import ExposureTarget
@@ -148,9 +148,7 @@ class CTIntervalSimulator(AdultCovariates):
         return draw_covariate_row(rng)[None, :] if n == 1 else Covariates.sample(n, rng).as_array()
 
     def make_patients(self, covariates: np.ndarray, z: np.ndarray, *, check_range: bool = True) -> Patients:
-        ranges = None if self.covariate_ranges is PHYSIOLOGICAL_RANGES else self.covariate_ranges
-        return check_patients(self.drug, covariates, z, self.latent_bounds(), check_range=check_range,
-                              covariate_ranges=ranges)
+        return check_patients(self.drug, covariates, z, self.latent_bounds(), check_range=check_range)
 
     def stepper(self, sigma_index=None, dtype=np.float32) -> CTIntervalStepper:
         """The batch-invariant step (float32, the decoder's precision, whatever ``dtype`` asks)."""

@@ -34,6 +34,7 @@ from vae_simulator.byod.train import load_table_model
 from vae_simulator.ct_interval import CTIntervalSimulator
 from vae_simulator.ct_simulator import CTPatientSimulator
 from vae_simulator.groundtruth.base import ExposureTarget
+from vae_simulator.interface import Patients, check_patients
 from vae_simulator.mipd import parse_target
 
 #: unit of each exposure metric (as ExposureTarget.unit)
@@ -153,6 +154,11 @@ class TableIntervalSimulator(CTIntervalSimulator):
     def draw_covariates(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``(n, C)`` training records' covariates, drawn uniformly with replacement."""
         return self.covariate_rows[rng.integers(0, self.covariate_rows.shape[0], size=n)]
+
+    def make_patients(self, covariates: np.ndarray, z: np.ndarray, *, check_range: bool = True) -> Patients:
+        """Pinned patients; covariates checked against the training records' range (:attr:`covariate_ranges`)."""
+        return check_patients(self.drug, covariates, z, self.latent_bounds(), check_range=check_range,
+                              covariate_ranges=self.covariate_ranges)
 
     def standard_dose_mg(self, covariates: np.ndarray) -> np.ndarray:
         return self.drug_model.standard_dose_mg(covariates)

@@ -75,23 +75,16 @@ def simulate_both(anc_state0: np.ndarray, tumour_state0: np.ndarray, times_h, co
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     checked = [model.check_inputs(state0, times_h, conc_a_umol_l, conc_b_umol_l, params)
                for model, state0, params in ((friberg, anc_state0, anc_params), (tumour, tumour_state0, tumour_params))]
-    times = checked[0][3]
-    problems = [friberg.problem(*checked[0][:3], anc_params), tumour.problem(*checked[1][:3], tumour_params)]
+    (anc_state, conc_a, conc_b, times), tumour_state = checked[0], checked[1][0]
     if backend == "numpy":
+        problems = [friberg.problem(anc_state, conc_a, conc_b, anc_params),
+                    tumour.problem(tumour_state, conc_a, conc_b, tumour_params)]
         anc, sld = rk4_coupled(problems, times, max_step_h)
         return friberg.finish(anc), tumour.finish(sld)
     if not np.isfinite(max_step_h) or max_step_h <= 0:
         raise ValueError(f"max_step_h must be a finite number > 0, got {max_step_h!r}")
-    (_, y_anc, effect), (_, y_tumour, _) = problems
-    conc_a, conc_b = checked[0][1], checked[0][2]
-    n, t = y_anc.shape[0], times.size
-    anc, sld = np.empty((n, 5, t)), np.empty((n, 4, t))
-    params = kernel_parameters(np.stack([getattr(anc_params, f.name) for f in fields(anc_params)], axis=1),
-                               np.stack([getattr(tumour_params, f.name) for f in fields(tumour_params)], axis=1),
-                               friberg.FEEDBACK_CIRC_FLOOR_E9_L)
-    rk4_friberg_tumour(y_anc, y_tumour, times, np.ascontiguousarray(effect[0]), conc_a, conc_b, params,
-                       float(max_step_h), anc, sld)
-    return friberg.finish(anc), tumour.finish(sld)
+    raw = [np.stack([getattr(p, f.name) for f in fields(p)], axis=1) for p in (anc_params, tumour_params)]
+    return integrate_cycle(anc_state, tumour_state, times, conc_a, conc_b, *raw, max_step_h)
 
 
 def integrate_cycle(anc_state0: np.ndarray, tumour_state0: np.ndarray, times_h: np.ndarray, conc_a_umol_l: np.ndarray,
