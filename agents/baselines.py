@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
-import pk_envs
+from agents.config import check_env_id
 
 
 class Policy(Protocol):
@@ -165,9 +165,3 @@ class SB3Policy:
         return f"SB3Policy({type(self.model).__name__}, deterministic={self.deterministic})"
 
 
-def check_env_id(env_id: str) -> str:
-    """``env_id`` if it is a registered PKDose id, else ValueError listing the ids."""
-    if env_id not in pk_envs.ALL_IDS and env_id not in pk_envs.CUSTOM_IDS:
-        raise ValueError(f"unknown environment id {env_id!r}; PKDose ids are: {', '.join(pk_envs.ALL_IDS)} "
-                         f"and, with weights= and target=, {', '.join(pk_envs.CUSTOM_IDS)}")
-    return env_id

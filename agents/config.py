@@ -71,10 +71,16 @@ def env_family(env_id: str) -> str:
         return "combination"
     if env_id in pk_envs.REGIMEN_IDS:
         return "regimen"
-    if env_id in pk_envs.SINGLE_DRUG_IDS or env_id in pk_envs.CUSTOM_IDS:
-        return "single"
-    raise ValueError(f"unknown environment id {env_id!r}; PKDose ids are: {', '.join(pk_envs.ALL_IDS)} "
-                     f"and, with weights= and target=, {', '.join(pk_envs.CUSTOM_IDS)}")
+    check_env_id(env_id)
+    return "single"  # a single-drug id, or one on a table's model (Custom)
+
+
+def check_env_id(env_id: str) -> str:
+    """``env_id`` if it is a registered PKDose id, else ValueError listing the ids."""
+    if env_id not in pk_envs.ALL_IDS and env_id not in pk_envs.CUSTOM_IDS:
+        raise ValueError(f"unknown environment id {env_id!r}; PKDose ids are: {', '.join(pk_envs.ALL_IDS)} "
+                         f"and, with weights= and target=, {', '.join(pk_envs.CUSTOM_IDS)}")
+    return env_id
 
 
 def hyperparameters(algo: str, env_id: str) -> dict[str, Any]:
