@@ -1,8 +1,10 @@
-"""Clinical grading of the PD outputs: CTCAE v5 neutropenia and RECIST 1.1 tumour response.
+"""Clinical grading of the PD outputs: CTCAE v5 neutropenia and thrombocytopenia, RECIST 1.1 response.
 
 * CTCAE v5.0 (NCI, 2017), "Neutrophil count decreased" (ANC, 1e9/L): grade 1 < LLN-1.5,
   grade 2 < 1.5-1.0, grade 3 < 1.0-0.5, grade 4 < 0.5; grade 0 at or above the LLN (the
   laboratory's lower limit of normal; 2.0e9/L by default, a common adult value).
+* CTCAE v5.0, "Platelet count decreased" (1e9/L): grade 1 < LLN-75, grade 2 < 75-50,
+  grade 3 < 50-25, grade 4 < 25; grade 0 at or above the LLN (150e9/L by default).
 * RECIST 1.1 (Eisenhauer EA et al. Eur J Cancer 45:228-247, 2009), target lesions, on the
   sum of longest diameters (SLD, mm): complete response (CR) = disappearance (SLD at or
   below ``cr_threshold_mm``, 0 by default); partial response (PR) = at least 30% decrease
@@ -23,6 +25,9 @@ import numpy as np
 #: CTCAE v5 ANC thresholds (1e9/L) of grades 2, 3 and 4; grade 1 starts below the LLN.
 ANC_GRADE_THRESHOLDS_E9_L: tuple[float, float, float] = (1.5, 1.0, 0.5)
 DEFAULT_ANC_LLN_E9_L = 2.0
+#: CTCAE v5 platelet thresholds (1e9/L) of grades 2, 3 and 4, and the default LLN.
+PLATELET_GRADE_THRESHOLDS_E9_L: tuple[float, float, float] = (75.0, 50.0, 25.0)
+DEFAULT_PLATELET_LLN_E9_L = 150.0
 PR_DECREASE = 0.30
 PD_INCREASE = 0.20
 PD_ABSOLUTE_MM = 5.0
@@ -49,13 +54,21 @@ def _as_nonnegative(values, name: str, unit: str, ndim: int | None = None) -> np
 
 def neutropenia_grade(anc_e9_l, lln_e9_l: float = DEFAULT_ANC_LLN_E9_L) -> np.ndarray:
     """CTCAE v5 grade (0-4, int) of each ANC value (1e9/L), any shape."""
-    anc = _as_nonnegative(anc_e9_l, "anc_e9_l", "1e9/L")
-    if not np.isfinite(lln_e9_l) or lln_e9_l <= ANC_GRADE_THRESHOLDS_E9_L[0]:
-        raise ValueError(f"lln_e9_l must be finite and above {ANC_GRADE_THRESHOLDS_E9_L[0]} (1e9/L), "
-                         f"got {lln_e9_l!r}")
-    grade = np.zeros(anc.shape, dtype=int)
-    for threshold in (lln_e9_l,) + ANC_GRADE_THRESHOLDS_E9_L:
-        grade += anc < threshold
+    return _ctcae_grade(anc_e9_l, "anc_e9_l", lln_e9_l, ANC_GRADE_THRESHOLDS_E9_L)
+
+
+def thrombocytopenia_grade(platelets_e9_l, lln_e9_l: float = DEFAULT_PLATELET_LLN_E9_L) -> np.ndarray:
+    """CTCAE v5 grade (0-4, int) of each platelet count (1e9/L), any shape."""
+    return _ctcae_grade(platelets_e9_l, "platelets_e9_l", lln_e9_l, PLATELET_GRADE_THRESHOLDS_E9_L)
+
+
+def _ctcae_grade(counts_e9_l, name: str, lln_e9_l: float, thresholds: tuple[float, ...]) -> np.ndarray:
+    counts = _as_nonnegative(counts_e9_l, name, "1e9/L")
+    if not np.isfinite(lln_e9_l) or lln_e9_l <= thresholds[0]:
+        raise ValueError(f"lln_e9_l must be finite and above {thresholds[0]} (1e9/L), got {lln_e9_l!r}")
+    grade = np.zeros(counts.shape, dtype=int)
+    for threshold in (lln_e9_l, *thresholds):
+        grade += counts < threshold
     return grade
 
 
