@@ -368,9 +368,31 @@ class CombinationTask:
     # ------------------------------------------------------------------ step
     def advance(self, c: Cohort, rows: np.ndarray, doses: np.ndarray, clipped: np.ndarray) -> dict:
         """Give ``rows`` their next cycle (doses ``(n, 2)`` mg/m2 and AUC); returns objectives, flags and info."""
+        self.check_running(c, rows)
+        k = c.given[rows]
+        pk = self.pk_cycle(c, rows, doses)
+        anc_params, tum_params = c.anc_params[rows], c.tumour_params[rows]
+        if self.pd_backend == "compiled":  # parameters validated at reset, concentrations >= 0 by construction
+            anc, sld = integrate_cycle(c.anc_state[rows], c.tumour_state[rows], self.pd_times_h, *pk["conc_umol"],
+                                       anc_params, tum_params)
+        else:
+            anc, sld = simulate_both(c.anc_state[rows], c.tumour_state[rows], self.pd_times_h, *pk["conc_umol"],
+                                     FribergParameters(*anc_params.T), TumourParameters(*tum_params.T),
+                                     backend="numpy")
+        out = self.cycle_outcome(c, rows, k, anc, sld, doses, pk["dose_mg"], clipped)
+        objectives = combination_objectives(out["log_size_ratio"], out["grade"], out["grade4_days"],
+                                            out["progressed"])
+        info = {**self.cycle_info(pk, out, objectives), **self.patient_info(c, rows)}
+        return {"objectives": objectives, "terminated": out["progressed"], "truncated": k + 1 >= self.n_cycles,
+                "info": info}
+
+    def check_running(self, c: Cohort, rows: np.ndarray) -> None:
         if np.any(c.given[rows] >= self.n_cycles) or np.any(c.progressed[rows]):
             raise RuntimeError("the episode has ended (course complete or progression); call reset()")
-        k = c.given[rows]
+
+    def pk_cycle(self, c: Cohort, rows: np.ndarray, doses: np.ndarray) -> dict:
+        """One cycle of both decoders for ``rows``: doses (mg) given, each drug's concentrations on the PD
+        grid (umol/L), per-cycle AUCs (mg*h/L) and paclitaxel's time above 0.05 umol/L (h)."""
         wanted_mg = doses * c.mg_per_unit[rows]
         dose_mg = np.clip(wanted_mg, self.dose_ranges_mg[:, 0], self.dose_ranges_mg[:, 1])
         conc_umol, auc_mg_h_l, tc_h = [], [], None
@@ -384,14 +406,12 @@ class CombinationTask:
             on_grid = sim.concentration_at(conc, start, self.pk_times_h)
             conc_umol.append(refine_grid(self.pk_times_h, on_grid, max_gap_h=6.0)[1] / self.molar_mass[j] * 1000.0)
             c.start_mg_l[rows, j] = conc[:, -1]
-        anc_params, tum_params = c.anc_params[rows], c.tumour_params[rows]
-        if self.pd_backend == "compiled":  # parameters validated at reset, concentrations >= 0 by construction
-            anc, sld = integrate_cycle(c.anc_state[rows], c.tumour_state[rows], self.pd_times_h, *conc_umol,
-                                       anc_params, tum_params)
-        else:
-            anc, sld = simulate_both(c.anc_state[rows], c.tumour_state[rows], self.pd_times_h, *conc_umol,
-                                     FribergParameters(*anc_params.T), TumourParameters(*tum_params.T),
-                                     backend="numpy")
+        return {"wanted_mg": wanted_mg, "dose_mg": dose_mg, "conc_umol": conc_umol, "auc_mg_h_l": auc_mg_h_l,
+                "tc_h": tc_h}
+
+    def cycle_outcome(self, c: Cohort, rows: np.ndarray, k: np.ndarray, anc: np.ndarray, sld: np.ndarray,
+                      doses: np.ndarray, dose_mg: np.ndarray, clipped: np.ndarray) -> dict:
+        """Neutropenia, its observation and the RECIST assessment of one integrated cycle; updates the cohort."""
         size_before = c.tumour_state[rows, tumour.SIZE]
         # numerical floors (no effect on any physiological value): an ablated marrow or an eradicated
         # tumour must not underflow to the exact 0 the models refuse as a state
@@ -401,8 +421,7 @@ class CombinationTask:
         anc_course, sld_course = anc[:, friberg.CIRC], sld[:, tumour.SIZE]
         nadir = anc_course.min(axis=1)
         grade = neutropenia_grade(nadir)
-        below = (anc_course < GRADE4_E9_L).astype(float)
-        grade4_days = np.sum(0.5 * (below[:, 1:] + below[:, :-1]) * self.pd_dt_h, axis=1) / 24.0
+        grade4_days = self.days_below(anc_course, GRADE4_E9_L)
         normals = c.anc_normals[rows[:, None], 1 + 2 * k[:, None] + np.arange(2)]  # (n, 2): nadir, day 21
         observed = friberg.observe_anc(np.stack([nadir, anc_course[:, -1]], axis=1), ReplayNormals(normals),
                                        error_scale=self.noise_scale).T
@@ -411,7 +430,7 @@ class CombinationTask:
 
         size_now = sld_course[:, -1]
         assessed = ((k + 1) % self.assessment_every == 0) | (k + 1 == self.n_cycles)
-        status = recist_status(tum_params[:, TUMOUR_BASELINE], c.sld_assessed[rows, 1], size_now)
+        status = recist_status(c.tumour_params[rows, TUMOUR_BASELINE], c.sld_assessed[rows, 1], size_now)
         progressed = assessed & (status == Recist.PD)
         c.recist[rows] = np.where(assessed, status, c.recist[rows])
         c.best_response[rows] = np.where(assessed & ((c.best_response[rows] == NOT_ASSESSED) |
@@ -425,20 +444,29 @@ class CombinationTask:
         c.grade4_events[rows] += grade == 4
         c.clip_count[rows] += clipped
         c.given[rows] = k + 1
+        return {"log_size_ratio": np.log(size_before / size_now), "grade": grade, "grade4_days": grade4_days,
+                "nadir": nadir, "nadir_observed": observed[0], "size_now": size_now, "assessed": assessed,
+                "progressed": progressed, "doses": doses, "clipped": clipped}
 
-        objectives = combination_objectives(np.log(size_before / size_now), grade, grade4_days, progressed)
+    def days_below(self, course: np.ndarray, threshold: float) -> np.ndarray:
+        """Days (trapezoid on the PD grid) each ``(n, T)`` course spends below ``threshold``."""
+        below = (course < threshold).astype(float)
+        return np.sum(0.5 * (below[:, 1:] + below[:, :-1]) * self.pd_dt_h, axis=1) / 24.0
+
+    def cycle_info(self, pk: dict, out: dict, objectives: np.ndarray) -> dict:
+        """The ``info`` of one cycle (keys in the env docstring), without the patient's ground truth."""
+        doses, dose_mg = out["doses"], pk["dose_mg"]
+        auc_mg_h_l = pk["auc_mg_h_l"]
         auc_umol = [a / m * 1000.0 for a, m in zip(auc_mg_h_l, self.molar_mass)]
-        info = {"paclitaxel_mg_m2": doses[:, 0], "carboplatin_auc": doses[:, 1], "paclitaxel_mg": dose_mg[:, 0],
-                "carboplatin_mg": dose_mg[:, 1], "dose_limited": np.any(dose_mg != wanted_mg, axis=1),
+        return {"paclitaxel_mg_m2": doses[:, 0], "carboplatin_auc": doses[:, 1], "paclitaxel_mg": dose_mg[:, 0],
+                "carboplatin_mg": dose_mg[:, 1], "dose_limited": np.any(dose_mg != pk["wanted_mg"], axis=1),
                 "auc_paclitaxel_umol_h_l": auc_umol[0], "auc_carboplatin_umol_h_l": auc_umol[1],
                 "auc_carboplatin_mg_min_ml": auc_mg_h_l[1] / MG_MIN_PER_ML_TO_MG_H_PER_L,
-                "paclitaxel_time_above_0_05_umol_l_h": tc_h, "anc_nadir": nadir, "anc_nadir_observed": observed[0],
-                "neutropenia_grade": grade, "grade4": grade == 4, "grade4_days": grade4_days,
-                "tumour_size_mm": size_now, "tumour_assessed": assessed, "objectives": objectives,
-                "response": objectives[:, 0], "toxicity": -objectives[:, 1], "clipped": clipped,
-                **self.patient_info(c, rows)}
-        return {"objectives": objectives, "terminated": progressed, "truncated": k + 1 >= self.n_cycles,
-                "info": info}
+                "paclitaxel_time_above_0_05_umol_l_h": pk["tc_h"], "anc_nadir": out["nadir"],
+                "anc_nadir_observed": out["nadir_observed"], "neutropenia_grade": out["grade"],
+                "grade4": out["grade"] == 4, "grade4_days": out["grade4_days"], "tumour_size_mm": out["size_now"],
+                "tumour_assessed": out["assessed"], "objectives": objectives, "response": objectives[:, 0],
+                "toxicity": -objectives[:, 1], "clipped": out["clipped"]}
 
     def rewards(self, objectives: np.ndarray) -> np.ndarray:
         """``(n, 2)`` float32 vectors, or ``(n,)`` float64 weighted sums ``w . [response, -toxicity]``."""
