@@ -23,6 +23,8 @@ Per-patient figures (all from ``info`` and the rewards; no simulator internals):
 | combination: ``objective_response`` | 1 if the best RECIST response was CR or PR (codes 0, 1) | ``info["best_response"]`` |
 | combination: ``progression`` | 1 if RECIST progressive disease ended the course (code 3) | ``info["recist"]`` |
 | combination: ``grade4_neutropenia`` | 1 if any cycle had grade-4 neutropenia | ``info["grade4_events"]`` |
+| combination v1: ``serious_adverse_event`` | 1 if any cycle had grade-4 neutropenia, febrile neutropenia, grade-4 thrombocytopenia or severe neuropathy | ``info["any_serious_adverse_event"]`` |
+| combination v1: ``tumour_type`` | the patient's tumour type code (for per-type tables, not a figure) | ``info["tumour_type"]`` |
 | combination: ``cumulative_paclitaxel_mg_m2``, ``cumulative_carboplatin_auc`` | total dose, mg/m2 and mg*min/mL | ``info`` |
 
 Each figure's mean over patients comes with a 95 % percentile-bootstrap interval over patients
@@ -201,6 +203,9 @@ def _run_batch(envs: gym.vector.VectorEnv, policy, seeds: list[int]) -> dict[str
             add("objective_response", np.isin(infos["best_response"], OBJECTIVE_RESPONSE_CODES), ending)
             add("progression", np.asarray(infos["recist"]) == PROGRESSION_CODE, ending)
             add("grade4_neutropenia", np.asarray(infos["grade4_events"]) > 0, ending)
+            if "any_serious_adverse_event" in infos:  # v1: any of its four serious adverse events
+                add("serious_adverse_event", np.asarray(infos["any_serious_adverse_event"], dtype=float), ending)
+                add("tumour_type", np.asarray(infos["tumour_type"], dtype=float), ending)
         done |= ending
     if not combination:
         acc["in_window_fraction"] = acc.pop("hours_in_window") / acc.pop("hours")

@@ -315,6 +315,11 @@ class CombinationTask:
         # order; the parameters are computed for all restarting patients at once in start()
         draws["pd_normals"] = rng.standard_normal(friberg.N_RANDOM_EFFECTS + tumour.N_RANDOM_EFFECTS)
         draws["anc_normals"] = rng.standard_normal(1 + 2 * self.n_cycles)
+        return self.place_latents(draws, options)
+
+    def place_latents(self, draws: dict[str, np.ndarray], options: dict) -> dict[str, np.ndarray]:
+        """Pinned covariates and latents replace the drawn ones; drawn latents (N(0, I) normals) are placed
+        in the decoders' latent population given the covariates; anything pinned is checked."""
         pinned = [key for key in ("covariates", "z_paclitaxel", "z_carboplatin") if options.get(key) is not None]
         if "covariates" in pinned:
             draws["covariates"] = np.asarray(options["covariates"], dtype=float).reshape(-1)
@@ -345,8 +350,8 @@ class CombinationTask:
             getattr(c, key)[rows] = np.stack([d[key] for d in draws])
         eta = np.stack([d["pd_normals"] for d in draws]).T
         anc = FribergParameters.from_normals(eta[:friberg.N_RANDOM_EFFECTS], self.iiv_scale)
-        tum = TumourParameters.from_normals(eta[friberg.N_RANDOM_EFFECTS:], self.iiv_scale,
-                                            interaction_l2_umol2_h=self.interaction)
+        tum = self.tumour_parameters(eta[friberg.N_RANDOM_EFFECTS:friberg.N_RANDOM_EFFECTS + tumour.N_RANDOM_EFFECTS],
+                                     draws)
         c.anc_params[rows] = np.stack([getattr(anc, f.name) for f in fields(FribergParameters)], axis=1)
         c.tumour_params[rows] = np.stack([getattr(tum, f.name) for f in fields(TumourParameters)], axis=1)
         for stepper, z, state, constants in zip(self.steppers, (c.z_paclitaxel, c.z_carboplatin),
@@ -364,6 +369,10 @@ class CombinationTask:
                     "progressed", "clip_count", "anc_course", "sld_course"):
             getattr(c, key)[rows] = 0
         c.recist[rows], c.best_response[rows] = NOT_ASSESSED, NOT_ASSESSED
+
+    def tumour_parameters(self, eta: np.ndarray, draws: list[dict[str, np.ndarray]]) -> TumourParameters:
+        """The restarting patients' tumour parameters from their standard normals ``eta (3, n)``."""
+        return TumourParameters.from_normals(eta, self.iiv_scale, interaction_l2_umol2_h=self.interaction)
 
     # ------------------------------------------------------------------ step
     def advance(self, c: Cohort, rows: np.ndarray, doses: np.ndarray, clipped: np.ndarray) -> dict:

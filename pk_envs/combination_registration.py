@@ -1,4 +1,8 @@
-"""Ids of the combination-chemotherapy environment: ``PKDose/PaclitaxelCarboplatin<variant>-v0``.
+"""Ids of the combination-chemotherapy environment: ``PKDose/PaclitaxelCarboplatin<variant>-v<version>``.
+
+v0: neutrophils and NSCLC (:class:`~pk_envs.combination.PaclitaxelCarboplatinEnv`); v1: the
+multimodal patient with three tumour types and four serious adverse events
+(:class:`~pk_envs.combination_v1.PaclitaxelCarboplatinV1Env`); the same variants for both.
 
 | id | reward | action |
 |---|---|---|
@@ -27,7 +31,10 @@ COMBINATION_VARIANTS: dict[str, dict] = {
 
 
 def register_combination_envs() -> list[str]:
-    """Register the combination ids (skipping any already registered); returns them."""
+    """Register the combination ids, v0 and v1 (skipping any already registered); returns them."""
     return register_variants(COMBINATION_NAME, "pk_envs.combination:PaclitaxelCarboplatinEnv",
                              "pk_envs.combination_vector:PaclitaxelCarboplatinVectorEnv", COMBINATION_VARIANTS,
-                             COMBINATION_CYCLES, {})
+                             COMBINATION_CYCLES, {}) + \
+        register_variants(COMBINATION_NAME, "pk_envs.combination_v1:PaclitaxelCarboplatinV1Env",
+                          "pk_envs.combination_v1_vector:PaclitaxelCarboplatinV1VectorEnv", COMBINATION_VARIANTS,
+                          COMBINATION_CYCLES, {}, version=1)

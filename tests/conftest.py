@@ -87,3 +87,37 @@ def trained(virtual_table, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     return train_on_table(virtual_table, VIRTUAL_COVARIATES, name="vtest", out_dir=out, lloq_mg_l=2.0, epochs=6,
                           progress=False)
+
+
+#: cycles of the toy q3w courses (the combination's six)
+TOY_Q3W_CYCLES = 6
+
+
+class ToyQ3W(OneCompartmentInfusion):
+    """The conftest toy drug on a 3-weekly schedule (the combination cycle)."""
+
+    name = "test-q3w"
+    interval_h = 504.0
+    infusion_h = 3.0
+    interval_grid_h = np.array([0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 24.0, 48.0, 96.0, 168.0, 336.0, 504.0])
+    monitoring_times_h = (3.0, 24.0)
+
+
+@pytest.fixture(scope="session")
+def toy_sims():
+    """Two untrained PK-VAEs (``PKSimulator``) of the toy q3w drug, standing in for paclitaxel and carboplatin."""
+    import torch
+
+    from vae_simulator import groundtruth
+    from vae_simulator.population import simulate_dataset
+    from vae_simulator.simulator import PKSimulator
+    from vae_simulator.vae.train import TrainSettings, build_model
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(groundtruth._REGISTRY, ToyQ3W.name, (__name__, "ToyQ3W"))
+        data = simulate_dataset(ToyQ3W.name, 64, TOY_Q3W_CYCLES, seed=3, progress=False)
+        sims = []
+        for seed in (0, 1):
+            torch.manual_seed(seed)
+            sims.append(PKSimulator(build_model(data, TrainSettings(latent_dim=3, hidden=16))))
+    return sims[0], sims[1]

@@ -15,8 +15,6 @@ import gymnasium as gym
 import mo_gymnasium as mo_gym
 import numpy as np
 import pytest
-import torch
-from conftest import OneCompartmentInfusion
 from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
@@ -33,7 +31,6 @@ from pk_envs.combination_core import (
 from pk_envs.combination_registration import register_combination_envs
 from pk_envs.combination_vector import PaclitaxelCarboplatinVectorEnv
 from pk_envs.single_drug_core import has_shipped_weights
-from vae_simulator import groundtruth
 from vae_simulator.covariates import Covariates
 from vae_simulator.groundtruth_simulator import GroundTruthCycleSimulator
 from vae_simulator.population import simulate_dataset
@@ -41,32 +38,9 @@ from vae_simulator.simulator import DecoderStepper, PKSimulator
 from vae_simulator.vae.train import TrainSettings, build_model
 
 IDS = register_combination_envs()
-SCALAR_ID, MO_ID, DISCRETE_ID = IDS
+SCALAR_ID, MO_ID, DISCRETE_ID = IDS[:3]  # v0
 CYCLES = 6
 SHIPPED = all(has_shipped_weights(d) for d in ("paclitaxel", "carboplatin"))
-
-
-class ToyQ3W(OneCompartmentInfusion):
-    """The conftest toy drug on a 3-weekly schedule (the combination cycle)."""
-
-    name = "test-q3w"
-    interval_h = 504.0
-    infusion_h = 3.0
-    interval_grid_h = np.array([0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 24.0, 48.0, 96.0, 168.0, 336.0, 504.0])
-    monitoring_times_h = (3.0, 24.0)
-
-
-@pytest.fixture(scope="module")
-def toy_sims() -> tuple[PKSimulator, PKSimulator]:
-    """Two untrained PK-VAEs of the toy q3w drug, standing in for paclitaxel and carboplatin."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(groundtruth._REGISTRY, ToyQ3W.name, (__name__, "ToyQ3W"))
-        data = simulate_dataset(ToyQ3W.name, 64, CYCLES, seed=3, progress=False)
-        sims = []
-        for seed in (0, 1):
-            torch.manual_seed(seed)
-            sims.append(PKSimulator(build_model(data, TrainSettings(latent_dim=3, hidden=16))))
-    return sims[0], sims[1]
 
 
 def rollout(env, seed: int, actions, options=None) -> dict[str, np.ndarray]:
@@ -84,7 +58,8 @@ def rollout(env, seed: int, actions, options=None) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------- API
 def test_ids_spaces_and_info(toy_sims):
     assert IDS == ["PKDose/PaclitaxelCarboplatin-v0", "PKDose/PaclitaxelCarboplatin-MO-v0",
-                   "PKDose/PaclitaxelCarboplatin-Discrete-v0"]
+                   "PKDose/PaclitaxelCarboplatin-Discrete-v0", "PKDose/PaclitaxelCarboplatin-v1",
+                   "PKDose/PaclitaxelCarboplatin-MO-v1", "PKDose/PaclitaxelCarboplatin-Discrete-v1"]
     assert all(gym.spec(i).max_episode_steps == CYCLES for i in IDS)
     env = gym.make(SCALAR_ID, simulators=toy_sims)
     assert env.action_space == gym.spaces.Box(-1, 1, (2,), np.float32)

@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import pk_envs  # noqa: F401  (registers the ids)
+import pk_envs
 from vae_simulator.ct_interval import CTIntervalSimulator
 from vae_simulator.interface import PatientSimulator
 

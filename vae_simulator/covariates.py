@@ -216,7 +216,7 @@ def _draw_patients(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     return dict(age=age, sex=sex, wt=wt, ht=ht, scr=scr, crcl=cockcroft_gault_crcl(age, wt, scr, sex))
 
 
-def draw_covariate_row(rng: np.random.Generator) -> np.ndarray:
+def draw_covariate_row(rng: np.random.Generator, sex: float | None = None) -> np.ndarray:
     """One patient's covariates, ``(7,)`` in :data:`COVARIATE_NAMES` order: the same numbers, from the
     same random stream, as ``Covariates.sample(1, rng).as_array()[0]``, about 10x faster.
 
@@ -225,9 +225,15 @@ def draw_covariate_row(rng: np.random.Generator) -> np.ndarray:
     arithmetic follows the array version operation by operation (numpy ufuncs for ``exp`` and the
     powers, so that the bits agree; ``tests/test_foundation.py`` checks equality); the values are in
     the physiological ranges by construction (sampling bounds inside them), so no validation pass.
+
+    ``sex`` (1 male, 0 female) fixes the sex instead of drawing it (one uniform fewer per attempt),
+    e.g. for gynaecological tumours; the other covariates follow that sex's distributions.
     """
+    if sex is not None and sex not in (0.0, 1.0):
+        raise ValueError(f"sex must be None (drawn), 0 (female) or 1 (male), got {sex!r}")
+    fixed = sex
     while True:  # a patient outside the CrCL bounds is redrawn whole, as in Covariates.sample
-        sex = 1.0 if rng.random() < 0.5 else 0.0
+        sex = (1.0 if rng.random() < 0.5 else 0.0) if fixed is None else float(fixed)
         male = int(sex)
         age = _truncated_normal_scalar(rng, _AGE_MEAN_Y, _AGE_SD_Y, _AGE_BOUNDS_Y)
         ht = _HT_MEAN_CM[male] + _HT_SD_CM[male] * _truncated_normal_scalar(rng, 0.0, 1.0, (-3.0, 3.0))

@@ -1,0 +1,31 @@
+"""Natively batched :class:`PaclitaxelCarboplatinV1VectorEnv`: N multimodal patients stepped together.
+
+Reproduces ``SyncVectorEnv`` of N :class:`~pk_envs.combination_v1.PaclitaxelCarboplatinV1Env` exactly,
+as the v0 vector env does for v0 (same :class:`~pk_envs.task_vector.TaskVectorEnv` machinery).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+from pk_envs.combination_v1_core import MultimodalCombinationTask, adaptive_doses, conventional_doses_v1
+from pk_envs.combination_vector import PaclitaxelCarboplatinVectorEnv
+
+
+class PaclitaxelCarboplatinV1VectorEnv(PaclitaxelCarboplatinVectorEnv):
+    """``num_envs`` v1 combination episodes stepped together (arguments as the single env)."""
+
+    def __init__(self, num_envs: int = 1, simulators=None, *, max_episode_steps: int | None = None,
+                 render_mode: str | None = None, autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+                 **task_kwargs):
+        task = MultimodalCombinationTask(simulators=simulators, **task_kwargs)
+        self._setup(num_envs, task, task.n_cycles, max_episode_steps, render_mode, autoreset_mode)
+
+    def conventional_action(self, observations: np.ndarray) -> np.ndarray:
+        """Conventional dosing with the label's reductions for ``(num_envs, D)`` observations."""
+        return self.task.actions.from_doses(*conventional_doses_v1(observations))
+
+    def adaptive_action(self, observations: np.ndarray) -> np.ndarray:
+        """The toxicity-adaptive clinical rule's actions for ``(num_envs, D)`` observations."""
+        return self.task.actions.from_doses(*adaptive_doses(observations))
