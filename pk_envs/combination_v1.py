@@ -51,9 +51,9 @@ class PaclitaxelCarboplatinV1Env(PaclitaxelCarboplatinEnv):
     | Num | Observation | Unit | Min | Max |
     |---|---|---|---|---|
     | 0-16 | as v0 (covariates, ANC, SLD, last doses, cycle fraction) | | | |
-    | 17 | platelets at baseline (observed, 20 % assay error) | 1e9/L | 0 | 1000 |
-    | 18 | platelet nadir of the last cycle (baseline before cycle 1) | 1e9/L | 0 | 1000 |
-    | 19 | platelets on day 21 of the last cycle | 1e9/L | 0 | 1000 |
+    | 17 | platelets at baseline (observed, 20 % assay error) | 1e11/L (100e9/L) | 0 | 10 |
+    | 18 | platelet nadir of the last cycle (baseline before cycle 1) | 1e11/L | 0 | 10 |
+    | 19 | platelets on day 21 of the last cycle | 1e11/L | 0 | 10 |
     | 20 | neuropathy grade assessed by the clinician (0-3) | - | 0 | 3 |
     | 21 | 1 if the last cycle had febrile neutropenia | - | 0 | 1 |
     | 22 | weeks the last cycle was delayed (0-2) | weeks | 0 | 2 |

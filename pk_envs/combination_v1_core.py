@@ -58,7 +58,8 @@ DELAY_H, MAX_DELAY_WEEKS = 168.0, 2
 PLATELET_GRADE_COST = (0.0, 0.0, 0.0, 0.25, 1.0)
 FEBRILE_COST = 1.0
 NEUROPATHY_GRADE_COST = (0.0, 0.0, 0.25, 1.0)
-PLATELET_CAP_E9_L = 1000.0
+#: Platelets are observed in units of 1e11/L (100e9/L), so that they share the scale of the other inputs.
+PLATELET_OBS_UNIT_E9_L, PLATELET_CAP_1E11_L = 100.0, 10.0
 #: A dose-level step of the clinical rules: 20 % of the standard dose (v0's reduction step).
 LEVEL_STEP = REDUCTION_STEP
 
@@ -124,7 +125,7 @@ class MultimodalCombinationTask(CombinationTask):
         self.cycle_delays = bool(cycle_delays)
         low = np.concatenate([self.observation_space.low, np.zeros(len(V1_EXTRA_NAMES))])
         high = np.concatenate([self.observation_space.high,
-                               [PLATELET_CAP_E9_L] * 3 + [3.0, 1.0, float(MAX_DELAY_WEEKS)] +
+                               [PLATELET_CAP_1E11_L] * 3 + [3.0, 1.0, float(MAX_DELAY_WEEKS)] +
                                [1.0] * (len(tumour_types.TUMOUR_TYPES) + 3) + [2.0, 5.0, 5.0]])
         low[OBS_V1["nuisance_1"]], low[OBS_V1["nuisance_2"]] = -5.0, -5.0
         self.observation_space = spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
@@ -283,7 +284,7 @@ class MultimodalCombinationTask(CombinationTask):
             features[:, FEATURE_NAMES.index(name)] *= genotyped
         nuisance = [FEATURE_NAMES.index("nuisance_1"), FEATURE_NAMES.index("nuisance_2")]
         features[:, nuisance] = np.clip(features[:, nuisance], -5.0, 5.0)
-        extra = [np.minimum(c.platelet_obs, PLATELET_CAP_E9_L), c.neuropathy_grade[:, None],
+        extra = [np.minimum(c.platelet_obs / PLATELET_OBS_UNIT_E9_L, PLATELET_CAP_1E11_L), c.neuropathy_grade[:, None],
                  c.febrile_last[:, None], c.delay_weeks_last[:, None], one_hot, features]
         return np.concatenate([base, *(np.asarray(e, dtype=float) for e in extra)], axis=1).astype(np.float32)
 
@@ -333,7 +334,8 @@ def _clinical_rule(observations: np.ndarray, adaptive: bool) -> tuple[np.ndarray
     first = obs[:, OBS["cycle_fraction"]] <= 0
     pac = np.round(obs[:, OBS["paclitaxel_last_rel"]] * PACLITAXEL_MAX_MG_M2 / PACLITAXEL_STANDARD_MG_M2, 6)
     carbo = np.round(obs[:, OBS["carboplatin_last_rel"]] * CARBOPLATIN_MAX_AUC / CARBOPLATIN_STANDARD_AUC, 6)
-    anc_nadir, plt_nadir = obs[:, OBS["anc_nadir_last_cycle"]], obs[:, OBS_V1["platelets_nadir_last_cycle"]]
+    anc_nadir = obs[:, OBS["anc_nadir_last_cycle"]]
+    plt_nadir = obs[:, OBS_V1["platelets_nadir_last_cycle"]] * PLATELET_OBS_UNIT_E9_L
     febrile = obs[:, OBS_V1["febrile_neutropenia_last_cycle"]] > 0
     neuropathy = obs[:, OBS_V1["neuropathy_grade"]]
     neutropenic = (anc_nadir < GRADE4_E9_L) | febrile
@@ -342,7 +344,7 @@ def _clinical_rule(observations: np.ndarray, adaptive: bool) -> tuple[np.ndarray
     if adaptive:
         pac = pac + LEVEL_STEP * ((anc_nadir >= 1.0) & ~febrile & (neuropathy <= 1))
         carbo = carbo + LEVEL_STEP * ((plt_nadir >= RETREAT_PLATELETS_E9_L) & (anc_nadir >= 1.0) & ~febrile)
-        low_counts = (obs[:, OBS["anc_baseline"]] < 2.0) | (obs[:, OBS_V1["platelets_baseline"]] < 150.0)
+        low_counts = (obs[:, OBS["anc_baseline"]] < 2.0) | (obs[:, OBS_V1["platelets_baseline"]] * PLATELET_OBS_UNIT_E9_L < 150.0)
         start = np.where(low_counts, 1.0 - LEVEL_STEP, 1.0)
     else:
         start = np.ones(len(obs))

@@ -149,7 +149,7 @@ def test_delays_follow_the_retreatment_rule_and_can_be_turned_off():
     for seed in range(12):
         obs, _ = env.reset(seed=seed)
         for _ in range(CYCLES):
-            anc21, plt21 = obs[OBS["anc_day21_last_cycle"]], obs[OBS_V1["platelets_day21_last_cycle"]]
+            anc21, plt21 = obs[OBS["anc_day21_last_cycle"]], 100.0 * obs[OBS_V1["platelets_day21_last_cycle"]]
             first = obs[OBS["cycle_fraction"]] == 0
             obs, _, terminated, truncated, info = env.step(np.ones(2, np.float32))  # maximal doses
             weeks = int(info["delay_weeks"])
@@ -197,10 +197,10 @@ def test_clinical_rules_on_hand_made_observations():
     obs = np.zeros((4, len(OBS_NAMES_V1)), np.float32)
     obs[:, OBS["cycle_fraction"]] = 1 / 6
     obs[:, OBS["paclitaxel_last_rel"]], obs[:, OBS["carboplatin_last_rel"]] = 175 / 225, 6 / 7.5
-    obs[:, OBS["anc_baseline"]], obs[:, OBS_V1["platelets_baseline"]] = 4.0, 250.0
-    obs[:, OBS["anc_nadir_last_cycle"]], obs[:, OBS_V1["platelets_nadir_last_cycle"]] = 1.2, 150.0
+    obs[:, OBS["anc_baseline"]], obs[:, OBS_V1["platelets_baseline"]] = 4.0, 2.5  # platelets in 1e11/L
+    obs[:, OBS["anc_nadir_last_cycle"]], obs[:, OBS_V1["platelets_nadir_last_cycle"]] = 1.2, 1.5
     obs[1, OBS["anc_nadir_last_cycle"]] = 0.3                 # grade 4 neutropenia
-    obs[2, OBS_V1["platelets_nadir_last_cycle"]] = 40.0       # grade 3 thrombocytopenia
+    obs[2, OBS_V1["platelets_nadir_last_cycle"]] = 0.4        # 40e9/L: grade 3 thrombocytopenia
     obs[3, OBS_V1["neuropathy_grade"]] = 3                    # severe neuropathy
     pac, carbo = conventional_doses_v1(obs)
     np.testing.assert_allclose(pac, [175, 140, 175, 140])
