@@ -89,6 +89,29 @@ class StandardDosingPolicy:
         return f"StandardDosingPolicy({self.env_id!r})"
 
 
+class AdaptiveRulePolicy:
+    """The toxicity-adaptive clinical rule of the combination v1 ids: ``env.unwrapped.adaptive_action(observation)``
+    per patient (per-drug escalation after mild nadirs, reductions after serious toxicity; see
+    :func:`pk_envs.combination_v1_core.adaptive_doses`).
+
+    Args:
+        env_id: a PKDose id whose environment has ``adaptive_action`` (``PKDose/PaclitaxelCarboplatin*-v1``).
+        **env_kwargs: constructor arguments also passed to the evaluated environment.
+    """
+
+    def __init__(self, env_id: str, **env_kwargs: Any):
+        self.env_id = check_env_id(env_id)
+        self._env = gym.make(env_id, **env_kwargs).unwrapped
+        if not hasattr(self._env, "adaptive_action"):
+            raise ValueError(f"{env_id!r} has no adaptive clinical rule (adaptive_action); the combination v1 ids do")
+
+    def __call__(self, observations: np.ndarray, infos: dict[str, Any]) -> np.ndarray:
+        return np.asarray([self._env.adaptive_action(row) for row in np.asarray(observations)])
+
+    def __repr__(self) -> str:
+        return f"AdaptiveRulePolicy({self.env_id!r})"
+
+
 class FixedDosePolicy:
     """The same action for every patient and step (e.g. ``-1``: no drug, ``1``: maximum dose).
 

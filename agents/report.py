@@ -14,17 +14,25 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agents.baselines import FixedDosePolicy, Policy, RandomPolicy, StandardDosingPolicy, reset_policy
+from agents.baselines import (
+    AdaptiveRulePolicy,
+    FixedDosePolicy,
+    Policy,
+    RandomPolicy,
+    StandardDosingPolicy,
+    reset_policy,
+)
 from agents.evaluate import EvaluationResult, markdown_header
 
 #: Metrics shown in tables, per environment family (those present in a result are shown).
 SINGLE_KEYS = ["return", "in_window_fraction", "toxic_exposure", "serious_event", "levels_drawn", "cumulative_dose_mg"]
-COMBINATION_KEYS = ["return", "objective_response", "grade4_neutropenia", "progression",
+COMBINATION_KEYS = ["return", "objective_response", "serious_adverse_event", "grade4_neutropenia", "progression",
                     "cumulative_paclitaxel_mg_m2", "cumulative_carboplatin_auc"]
 
 
 def baseline_policies(env_id: str, seed: int = 0, env_kwargs: dict | None = None) -> dict[str, Policy]:
-    """Standard dosing, MIPD and oracle (single-drug ids), no drug, maximum dose, random.
+    """Standard dosing, MIPD and oracle (single-drug ids), the adaptive rule (combination v1), no drug,
+    maximum dose, random.
 
     ``env_kwargs``: the evaluated environment's constructor arguments (e.g. ``weights`` and
     ``target`` of ``PKDose/Custom-v0``), given to every baseline that makes one."""
@@ -37,8 +45,11 @@ def baseline_policies(env_id: str, seed: int = 0, env_kwargs: dict | None = None
     discrete = isinstance(space, gym.spaces.Discrete)
     single = hasattr(env.unwrapped, "dose_to_action")
     regimen = hasattr(env.unwrapped, "regimen_to_action")
+    adaptive = hasattr(env.unwrapped, "adaptive_action")
     env.close()
     policies: dict[str, Policy] = {"standard dosing": StandardDosingPolicy(env_id, **kwargs)}
+    if adaptive:
+        policies["adaptive clinical rule"] = AdaptiveRulePolicy(env_id, **kwargs)
     if single:
         policies["MIPD (PK-VAE encoder)"] = MIPDPolicy(env_id, **kwargs)
         policies["oracle (true latent)"] = OraclePolicy(env_id, **kwargs)
