@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from pk_envs.combination_core import CYCLE_H, GRADE4_E9_L, Cohort, CombinationTask, conventional_doses
+from pk_envs.combination_core import (
+    CYCLE_H,
+    GRADE4_E9_L,
+    OBS_NAMES,
+    Cohort,
+    CombinationTask,
+    conventional_doses,
+)
 from pk_envs.rendering import figure_to_rgb, new_figure
 from pk_envs.task_env import TaskEnv
 from vae_simulator.groundtruth.pd.grading import PD_INCREASE, PR_DECREASE
@@ -183,6 +190,8 @@ class PaclitaxelCarboplatinEnv(TaskEnv):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 2}  # noqa: RUF012 (Gymnasium convention)
     example_id = "PKDose/PaclitaxelCarboplatin-v0"
+    #: what each observation entry is (the table above), for agents that explain their decisions
+    observation_names: tuple[str, ...] = OBS_NAMES
 
     def __init__(self, simulators=None, *, discrete: bool = False, vector_reward: bool = False,
                  reward_weights=(1.0, 1.0), n_cycles: int = 6, assessment_every: int = 2,

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from pk_envs.combination import PaclitaxelCarboplatinEnv
-from pk_envs.combination_v1_core import MultimodalCombinationTask, adaptive_doses, conventional_doses_v1
+from pk_envs.combination_v1_core import (
+    OBS_NAMES_V1,
+    MultimodalCombinationTask,
+    adaptive_doses,
+    conventional_doses_v1,
+)
 
 
 class PaclitaxelCarboplatinV1Env(PaclitaxelCarboplatinEnv):
@@ -134,6 +139,7 @@ class PaclitaxelCarboplatinV1Env(PaclitaxelCarboplatinEnv):
     """
 
     example_id = "PKDose/PaclitaxelCarboplatin-v1"
+    observation_names: tuple[str, ...] = OBS_NAMES_V1
 
     def __init__(self, simulators=None, *, tumour_types_drawn=("nsclc", "ovarian", "endometrial"),
                  cycle_delays: bool = True, render_mode: str | None = None, **v0_arguments):

@@ -9,7 +9,12 @@ from __future__ import annotations
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from pk_envs.combination_v1_core import MultimodalCombinationTask, adaptive_doses, conventional_doses_v1
+from pk_envs.combination_v1_core import (
+    OBS_NAMES_V1,
+    MultimodalCombinationTask,
+    adaptive_doses,
+    conventional_doses_v1,
+)
 from pk_envs.combination_vector import PaclitaxelCarboplatinVectorEnv
 
 
@@ -21,6 +26,9 @@ class PaclitaxelCarboplatinV1VectorEnv(PaclitaxelCarboplatinVectorEnv):
                  **task_kwargs):
         task = MultimodalCombinationTask(simulators=simulators, **task_kwargs)
         self._setup(num_envs, task, task.n_cycles, max_episode_steps, render_mode, autoreset_mode)
+
+    #: what each observation entry is (as the single environment's)
+    observation_names: tuple[str, ...] = OBS_NAMES_V1
 
     def conventional_action(self, observations: np.ndarray) -> np.ndarray:
         """Conventional dosing with the label's reductions for ``(num_envs, D)`` observations."""

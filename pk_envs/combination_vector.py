@@ -11,7 +11,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from pk_envs.combination import render_course
-from pk_envs.combination_core import CombinationTask, conventional_doses
+from pk_envs.combination_core import OBS_NAMES, CombinationTask, conventional_doses
 from pk_envs.task_vector import TaskVectorEnv
 
 
@@ -26,6 +26,9 @@ class PaclitaxelCarboplatinVectorEnv(TaskVectorEnv):
                  **task_kwargs):
         task = CombinationTask(simulators=simulators, **task_kwargs)
         self._setup(num_envs, task, task.n_cycles, max_episode_steps, render_mode, autoreset_mode)
+
+    #: what each observation entry is (as the single environment's)
+    observation_names: tuple[str, ...] = OBS_NAMES
 
     def conventional_action(self, observations: np.ndarray) -> np.ndarray:
         """The conventional regimen's actions for ``(num_envs, D)`` observations."""
