@@ -8,6 +8,7 @@ and ``pd_backend="numpy"`` (the reference RK4):
 
 1. the single ``PKDose/PaclitaxelCarboplatin-v0`` environment, steps/s (resets included);
 2. the native vector environment at N = 4,096, patient-steps/s (autoresets included);
+   both also for the ``-v1`` multimodal patient (compiled only: its two marrow chains and delays);
 3. PPO on the native SB3 adapter at 64 environments: the share of training wall time spent in
    the environment's step (and in the PD integration alone).
 
@@ -29,12 +30,14 @@ import pk_envs
 from pk_envs import combination_core
 
 ENV_ID = "PKDose/PaclitaxelCarboplatin-v0"
+#: the multimodal patient (platelets, delays, neuropathy, febrile neutropenia; compiled PD only)
+V1_ID = "PKDose/PaclitaxelCarboplatin-v1"
 BACKENDS = ("compiled", "numpy")
 gym.register_envs(pk_envs)
 
 
-def single_rate(backend: str, seconds: float) -> float:
-    env = gym.make(ENV_ID, pd_backend=backend)
+def single_rate(backend: str, seconds: float, env_id: str = ENV_ID) -> float:
+    env = gym.make(env_id, pd_backend=backend)
     rng = np.random.default_rng(0)
     actions = rng.uniform(-1, 1, (64, 2)).astype(np.float32)
     env.reset(seed=0)
@@ -51,8 +54,8 @@ def single_rate(backend: str, seconds: float) -> float:
     return _timing.rate(step, 50, seconds)
 
 
-def vector_rate(backend: str, n: int, steps: int) -> float:
-    envs = gym.make_vec(ENV_ID, num_envs=n, vectorization_mode="vector_entry_point", pd_backend=backend)
+def vector_rate(backend: str, n: int, steps: int, env_id: str = ENV_ID) -> float:
+    envs = gym.make_vec(env_id, num_envs=n, vectorization_mode="vector_entry_point", pd_backend=backend)
     actions = np.random.default_rng(0).uniform(-1, 1, (n, 2)).astype(np.float32)
     envs.reset(seed=0)
     envs.step(actions)
@@ -111,11 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     single = {b: single_rate(b, seconds) for b in BACKENDS}
     vector = {b: vector_rate(b, 4096, vec_steps) for b in BACKENDS}
     shares = {b: ppo_shares(b, ppo_steps) for b in BACKENDS}
+    single_v1, vector_v1 = single_rate("compiled", seconds, V1_ID), vector_rate("compiled", 4096, vec_steps, V1_ID)
     print("| measurement | compiled PD | numpy RK4 | ratio | goal |\n|---|---|---|---|---|")
     print(f"| single env, steps/s | {single['compiled']:,.0f} | {single['numpy']:,.0f} | "
           f"{single['compiled'] / single['numpy']:.1f}x | >= 2,000 |")
     print(f"| native vector env N = 4,096, patient-steps/s | {vector['compiled']:,.0f} | {vector['numpy']:,.0f} | "
           f"{vector['compiled'] / vector['numpy']:.1f}x | >= 200,000 |")
+    print(f"| v1 (multimodal) single env, steps/s | {single_v1:,.0f} | | | |")
+    print(f"| v1 native vector env N = 4,096, patient-steps/s | {vector_v1:,.0f} | | | |")
     print(f"| PPO, 64 envs, {ppo_steps:,} steps: wall time | {shares['compiled']['total_s']:.1f} s | "
           f"{shares['numpy']['total_s']:.1f} s | {shares['numpy']['total_s'] / shares['compiled']['total_s']:.1f}x | |")
     print(f"| PPO: share of training time in the env step | {100 * shares['compiled']['env_share']:.0f} % | "

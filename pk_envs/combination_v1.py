@@ -71,11 +71,13 @@ class PaclitaxelCarboplatinV1Env(PaclitaxelCarboplatinEnv):
 
     ## Rewards
 
-    `[response, -toxicity]`: response as v0; toxicity = v0's neutropenia cost + `(0, 0, 0, 0.25, 1)`
+    `[response, -toxicity]`: response as v0 plus 3 at the assessment that finds the first objective
+    response (RECIST CR or PR; the mirror of v0's -3 on progression, as the published endpoints are
+    response and progression); toxicity = v0's neutropenia cost + `(0, 0, 0, 0.25, 1)`
     by the cycle's worst CTCAE platelet grade + 1 per febrile neutropenia + 0.25 on reaching
     neuropathy grade 2 and 0.75 more on reaching grade 3 (neuropathy is charged once, when it
     worsens). `vector_reward=True` (the `-MO-v1` id) returns the vector in
-    `reward_space = Box([-8, -7], [5, 0])` (the lower toxicity bound is that of one cycle with
+    `reward_space = Box([-8, -7], [8, 0])` (the lower toxicity bound is that of one cycle with
     every event); scalar ids return `w . [response, -toxicity]`, `reward_weights = w`.
 
     ## Starting State
@@ -99,7 +101,8 @@ class PaclitaxelCarboplatinV1Env(PaclitaxelCarboplatinEnv):
     far), `any_serious_adverse_event`; after a step also `platelet_nadir` (true) and
     `platelet_nadir_observed` (1e9/L), `thrombocytopenia_grade`, `grade4_thrombocytopenia`,
     `febrile_neutropenia`, `neuropathy_grade`, `severe_neuropathy` (reached this cycle),
-    `serious_adverse_event` (this cycle) and `delay_weeks`.
+    `serious_adverse_event` (this cycle), `first_objective_response` (the assessment found the first CR/PR) and
+    `delay_weeks`.
 
     ## Arguments
 

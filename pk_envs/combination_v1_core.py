@@ -27,6 +27,7 @@ from pk_envs.combination_core import (
     OBS_NAMES,
     PACLITAXEL_MAX_MG_M2,
     PACLITAXEL_STANDARD_MG_M2,
+    PROGRESSION_PENALTY,
     REDUCTION_STEP,
     REWARD_HIGH,
     REWARD_LOW,
@@ -46,7 +47,7 @@ from vae_simulator.groundtruth.pd import (
     tumour,
     tumour_types,
 )
-from vae_simulator.groundtruth.pd.grading import thrombocytopenia_grade
+from vae_simulator.groundtruth.pd.grading import Recist, thrombocytopenia_grade
 from vae_simulator.groundtruth.pd.patient_features import FEATURE_NAMES, check_features, draw_features
 
 #: Clinic rule (Taxol and Paraplatin US prescribing information): a cycle is given only when
@@ -58,6 +59,9 @@ DELAY_H, MAX_DELAY_WEEKS = 168.0, 2
 PLATELET_GRADE_COST = (0.0, 0.0, 0.0, 0.25, 1.0)
 FEBRILE_COST = 1.0
 NEUROPATHY_GRADE_COST = (0.0, 0.0, 0.25, 1.0)
+#: Added to the response objective at the assessment that finds the first objective response (RECIST CR
+#: or PR), mirroring v0's progression penalty: the published endpoints are response and progression.
+RESPONSE_BONUS = PROGRESSION_PENALTY
 #: Platelets are observed in units of 1e11/L (100e9/L), so that they share the scale of the other inputs.
 PLATELET_OBS_UNIT_E9_L, PLATELET_CAP_1E11_L = 100.0, 10.0
 #: A dose-level step of the clinical rules: 20 % of the standard dose (v0's reduction step).
@@ -70,6 +74,8 @@ V1_EXTRA_NAMES = ("platelets_baseline", "platelets_nadir_last_cycle", "platelets
 OBS_NAMES_V1 = OBS_NAMES + V1_EXTRA_NAMES
 OBS_V1 = {name: i for i, name in enumerate(OBS_NAMES_V1)}
 REWARD_LOW_V1 = REWARD_LOW - np.array([0.0, PLATELET_GRADE_COST[4] + FEBRILE_COST + NEUROPATHY_GRADE_COST[3]])
+REWARD_HIGH_V1 = REWARD_HIGH + np.array([RESPONSE_BONUS, 0.0])
+OBJECTIVE_RESPONSES = (int(Recist.CR), int(Recist.PR))
 RESET_OPTIONS = ("covariates", "z_paclitaxel", "z_carboplatin", "tumour_type", "features")
 
 
@@ -95,9 +101,11 @@ class MultimodalCohort(Cohort):
 
 
 def multimodal_objectives(log_size_ratio, neutropenia_grade, grade4_days, progressed, platelet_grade, febrile,
-                          neuropathy_before, neuropathy_after) -> np.ndarray:
-    """v0's ``[response, -toxicity]`` with the platelet, febrile-neutropenia and neuropathy costs added."""
+                          neuropathy_before, neuropathy_after, first_response) -> np.ndarray:
+    """v0's ``[response, -toxicity]`` with the first-response bonus and the platelet, febrile-neutropenia and
+    neuropathy costs added (``first_response``: this cycle's assessment found the first CR/PR)."""
     objectives = combination_objectives(log_size_ratio, neutropenia_grade, grade4_days, progressed)
+    objectives[:, 0] += RESPONSE_BONUS * np.asarray(first_response, dtype=float)
     neuropathy_cost = np.asarray(NEUROPATHY_GRADE_COST)
     extra = np.asarray(PLATELET_GRADE_COST)[platelet_grade] + FEBRILE_COST * np.asarray(febrile, dtype=float) + \
         neuropathy_cost[neuropathy_after] - neuropathy_cost[neuropathy_before]
@@ -129,7 +137,7 @@ class MultimodalCombinationTask(CombinationTask):
                                [1.0] * (len(tumour_types.TUMOUR_TYPES) + 3) + [2.0, 5.0, 5.0]])
         low[OBS_V1["nuisance_1"]], low[OBS_V1["nuisance_2"]] = -5.0, -5.0
         self.observation_space = spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
-        self.reward_space = spaces.Box(REWARD_LOW_V1.astype(np.float32), REWARD_HIGH.astype(np.float32),
+        self.reward_space = spaces.Box(REWARD_LOW_V1.astype(np.float32), REWARD_HIGH_V1.astype(np.float32),
                                        dtype=np.float32)
         self.delay_times_h = np.arange(0.0, DELAY_H + 1e-9, 6.0)
 
@@ -209,6 +217,7 @@ class MultimodalCombinationTask(CombinationTask):
         k = c.given[rows]
         delay_weeks = self.delay_until_recovered(c, rows, k) if self.cycle_delays else np.zeros(rows.size, np.int64)
         pk = self.pk_cycle(c, rows, doses)
+        responded_before = np.isin(c.best_response[rows], OBJECTIVE_RESPONSES)
         chains, sld = integrate_chains(np.stack([c.anc_state[rows], c.platelet_state[rows]], axis=1),
                                        c.tumour_state[rows], self.pd_times_h, *pk["conc_umol"],
                                        np.stack([c.anc_params[rows], c.platelet_params[rows]], axis=1),
@@ -235,13 +244,16 @@ class MultimodalCombinationTask(CombinationTask):
         c.sae_cycles[rows] += serious
         c.platelet_course[rows, k] = plt_course
 
+        first_response = np.isin(c.best_response[rows], OBJECTIVE_RESPONSES) & ~responded_before
         objectives = multimodal_objectives(out["log_size_ratio"], out["grade"], out["grade4_days"], out["progressed"],
-                                           plt_grade, febrile, neuropathy_before, neuropathy_after)
+                                           plt_grade, febrile, neuropathy_before, neuropathy_after,
+                                           first_response)
         info = {**self.cycle_info(pk, out, objectives), "platelet_nadir": plt_nadir,
                 "platelet_nadir_observed": c.platelet_obs[rows, 1], "thrombocytopenia_grade": plt_grade,
                 "grade4_thrombocytopenia": plt_grade == 4, "febrile_neutropenia": febrile,
                 "neuropathy_grade": neuropathy_after, "severe_neuropathy": severe_neuropathy,
-                "serious_adverse_event": serious, "delay_weeks": delay_weeks, **self.patient_info(c, rows)}
+                "serious_adverse_event": serious, "first_objective_response": first_response,
+                "delay_weeks": delay_weeks, **self.patient_info(c, rows)}
         return {"objectives": objectives, "terminated": out["progressed"], "truncated": k + 1 >= self.n_cycles,
                 "info": info}
 

@@ -23,6 +23,8 @@ from pk_envs.combination_v1_core import (
     MAX_DELAY_WEEKS,
     OBS_NAMES_V1,
     OBS_V1,
+    RESPONSE_BONUS,
+    REWARD_HIGH_V1,
     REWARD_LOW_V1,
     adaptive_doses,
     conventional_doses_v1,
@@ -62,6 +64,7 @@ def test_ids_spaces_checker_and_docstring_example(toy_sims):
     check_env(env.unwrapped, skip_render_check=True)
     mo = gym.make(MO_V1, simulators=toy_sims)
     np.testing.assert_allclose(mo.unwrapped.reward_space.low, REWARD_LOW_V1.astype(np.float32))
+    np.testing.assert_allclose(mo.unwrapped.reward_space.high, REWARD_HIGH_V1.astype(np.float32))
     assert gym.make(DISCRETE_V1, simulators=toy_sims).action_space == gym.spaces.Discrete(25)
     # the class docstring's example runs (ground-truth PK) and prints what it says
     finder = doctest.DocTestFinder()
@@ -182,15 +185,17 @@ def test_extreme_and_random_actions_never_give_nan_or_negative_values(toy_sims):
 
 
 def test_objectives_add_every_serious_adverse_event():
-    base = multimodal_objectives([0.1], [0], [0.0], [False], [0], [False], [0], [0])
+    base = multimodal_objectives([0.1], [0], [0.0], [False], [0], [False], [0], [0], [False])
     assert base[0, 1] == 0.0
+    responded = multimodal_objectives([0.1], [0], [0.0], [False], [0], [False], [0], [0], [True])
+    assert responded[0, 0] - base[0, 0] == pytest.approx(RESPONSE_BONUS) and responded[0, 1] == 0.0
     for extra in ({"platelet_grade": [4]}, {"febrile": [True]}, {"neuropathy_after": [3]}):
         args = {"platelet_grade": [0], "febrile": [False], "neuropathy_before": [0], "neuropathy_after": [0], **extra}
         worse = multimodal_objectives([0.1], [0], [0.0], [False], args["platelet_grade"], args["febrile"],
-                                      args["neuropathy_before"], args["neuropathy_after"])
+                                      args["neuropathy_before"], args["neuropathy_after"], [False])
         assert worse[0, 0] == base[0, 0] and worse[0, 1] == pytest.approx(-1.0)
     # neuropathy is charged when it worsens, once
-    assert multimodal_objectives([0.0], [0], [0.0], [False], [0], [False], [3], [3])[0, 1] == 0.0
+    assert multimodal_objectives([0.0], [0], [0.0], [False], [0], [False], [3], [3], [False])[0, 1] == 0.0
 
 
 def test_clinical_rules_on_hand_made_observations():
