@@ -159,7 +159,7 @@ def _tables(results: list[EvaluationResult]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m agents.benchmark", description=__doc__,
+    p = argparse.ArgumentParser(prog="pkdose benchmark", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--envs", nargs="+", default=BASE_IDS, help="scalar-reward ids (default: the 6 base ids)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds (default 0 1 2)")

@@ -157,7 +157,7 @@ def parse_policy(text: str) -> tuple[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m agents.combination_study", description=__doc__.splitlines()[0],
+    p = argparse.ArgumentParser(prog="pkdose study", description=__doc__.splitlines()[0],
                                 epilog=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--policy", action="append", default=[], metavar="NAME=ZIP",
                    help="a trained SB3 policy of the v1 id (repeatable)")

@@ -129,7 +129,7 @@ def plot_trees(result: dict, names: tuple[str, ...], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m agents.distill", description=__doc__.splitlines()[0],
+    p = argparse.ArgumentParser(prog="pkdose distill", description=__doc__.splitlines()[0],
                                 epilog=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("policy", type=Path, help="an SB3 zip trained on PKDose/PaclitaxelCarboplatin-v1")
     p.add_argument("--patients", type=int, default=1000, help="patients whose decisions are recorded (default 1000)")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import train
+from agents import main_job
 from vae_simulator.generate import main as generate_main
 from vae_simulator.groundtruth import DRUGS
 from vae_simulator.population import PopulationData, simulate_dataset
@@ -28,8 +29,9 @@ def test_population_summary_prints_every_drug(capsys):
 def test_population_summary_rejects_bad_arguments():
     with pytest.raises(SystemExit):
         train.main(["population", "--patients", "0"])
-    result = subprocess.run([sys.executable, "train.py", "nonsense"], cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode != 0 and "unrecognized arguments: nonsense" in result.stderr
+    result = subprocess.run([sys.executable, "train.py", "nonsense"], cwd=ROOT, capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 2 and "unknown command 'nonsense'" in result.stderr
 
 
 def test_generate_writes_a_reproducible_file(tmp_path, capsys):
@@ -72,12 +74,39 @@ def test_generate_rejects_bad_input(tmp_path):
 
 
 def test_env_options_of_the_main_job(capsys):
-    args = train.parse_args(["--weights", "m.json", "--target", "trough:10-20", "--env-option", "intervals_h=[12]",
+    args = main_job.parse_args(["--weights", "m.json", "--target", "trough:10-20", "--env-option", "intervals_h=[12]",
                              "--env-option", "dose_step_mg=250"])
-    assert train.env_options(args) == {"weights": "m.json", "target": "trough:10-20", "intervals_h": [12],
+    assert main_job.env_options(args) == {"weights": "m.json", "target": "trough:10-20", "intervals_h": [12],
                                        "dose_step_mg": 250}
     with pytest.raises(ValueError, match="is not KEY=VALUE"):
-        train.env_options(train.parse_args(["--env-option", "intervals_h"]))
+        main_job.env_options(main_job.parse_args(["--env-option", "intervals_h"]))
     # a table model's id without its weights is refused before any training, with the reason
     assert train.main(["--env", "PKDose/Custom-v0", "--timesteps", "10"]) == 2
     assert "needs env_options weights" in capsys.readouterr().err
+
+
+def test_pkdose_front_door_lists_and_runs_every_command(capsys):
+    import importlib
+
+    from agents import cli
+
+    assert cli.main(["--help"]) == 0
+    listing = capsys.readouterr().out
+    for name, (module, _) in cli.COMMANDS.items():
+        assert f"  {name} " in listing
+        assert callable(importlib.import_module(module).main), module
+    assert "  bench " in listing
+    with pytest.raises(SystemExit) as done:
+        cli.main(["generate", "--help"])
+    assert done.value.code == 0 and "usage: pkdose generate" in capsys.readouterr().out
+    assert cli.main(["population", "--patients", "2", "--intervals", "1"]) == 0
+    assert "vancomycin" in capsys.readouterr().out
+    assert cli.main(["nonsense"]) == 2 and "unknown command 'nonsense'" in capsys.readouterr().err
+    assert cli.main(["bench", "--help"]) == 0 and "combination" in capsys.readouterr().out
+    assert cli.main(["bench", "nope"]) == 2 and "unknown benchmark 'nope'" in capsys.readouterr().err
+
+
+def test_train_py_is_the_main_job_shim(capsys):
+    with pytest.raises(SystemExit) as done:
+        train.main(["--help"])
+    assert done.value.code == 0 and "usage: python train.py" in capsys.readouterr().out

@@ -311,7 +311,7 @@ def summary_table(rows: list[dict]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m vae_simulator.ct_mipd", description=__doc__,
+    p = argparse.ArgumentParser(prog="pkdose mipd-ct", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--drug", default=None, help="drug of the table (its shipped continuous-time PK-VAE is used)")
     p.add_argument("--data", type=Path, required=True, help="NONMEM-style table (CSV): doses, samples, covariates")

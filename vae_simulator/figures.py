@@ -67,7 +67,7 @@ def groundtruth_profiles(out: Path, n_patients: int = 30, seed: int = 0) -> Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m vae_simulator.figures", description=__doc__,
+    p = argparse.ArgumentParser(prog="pkdose figures", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("docs/figures"), help="output folder (default docs/figures)")
     p.add_argument("--patients", type=int, default=30, help="patients per drug (default 30)")

@@ -201,7 +201,7 @@ def load_history(args) -> tuple:
 def build_parser() -> argparse.ArgumentParser:
     from vae_simulator.groundtruth import DRUGS
 
-    p = argparse.ArgumentParser(prog="python -m vae_simulator.forecast", description=__doc__,
+    p = argparse.ArgumentParser(prog="pkdose forecast", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--weights", type=Path, help="manifest (.json) of a PK-VAE learnt from a table")

@@ -23,7 +23,7 @@ from vae_simulator.population import PopulationData, simulate_dataset
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m vae_simulator.generate", description=__doc__,
+    p = argparse.ArgumentParser(prog="pkdose generate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--drug", default="all", help=f"one of {', '.join(DRUGS)}, or 'all' (default)")
     p.add_argument("--patients", type=int, default=10_000, help="virtual patients per drug (default 10000)")

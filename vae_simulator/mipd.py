@@ -340,7 +340,7 @@ def summary_table(rows: Sequence[dict]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m vae_simulator.mipd", description=__doc__,
+    p = argparse.ArgumentParser(prog="pkdose mipd", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--drug", required=True,
                    help="drug of the table (its shipped PK-VAE is used unless --weights)")

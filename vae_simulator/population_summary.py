@@ -47,7 +47,7 @@ def population_summary(n_patients: int, n_intervals: int, seed: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python train.py population", description=__doc__,
+    parser = argparse.ArgumentParser(prog="pkdose population", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--patients", type=int, default=500, help="patients per drug (default 500)")
     parser.add_argument("--intervals", type=int, default=10, help="dosing intervals (default 10)")

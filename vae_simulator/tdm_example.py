@@ -99,7 +99,7 @@ def example_rows(drug_name: str, n_patients: int = 3, seed: int = 0) -> list[dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m vae_simulator.tdm_example", description=__doc__,
+    p = argparse.ArgumentParser(prog="pkdose tdm-example", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--drug", default="vancomycin", help="ground-truth drug (default vancomycin)")
     p.add_argument("--patients", type=int, default=3, help="virtual patients (default 3)")

@@ -237,7 +237,7 @@ def default_dataset_id(env_id: str, policy_name: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m agents.offline.collect", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="pkdose collect", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Log N episodes of a PKDose environment under a stochastic behaviour policy with exact\n"
                     "action probabilities, and write them as a Minari dataset (arrow) and a NONMEM-style table.",
         epilog="Writes <out>/<dataset-id>/data/ (Minari; load with minari.load_dataset after setting\n"

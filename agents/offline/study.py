@@ -234,7 +234,7 @@ def _plot(summary: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m agents.offline.study", description=__doc__,
+    p = argparse.ArgumentParser(prog="pkdose ope", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--envs", nargs="+", default=["PKDose/Phenytoin-v0", "PKDose/PaclitaxelCarboplatin-v0"],
                    help="continuous PKDose ids (default: phenytoin and the combination)")

@@ -138,7 +138,7 @@ def virtual_rows(drug: str, n_patients: int, seed: int, samples: tuple[int, int]
 def build_parser() -> argparse.ArgumentParser:
     from vae_simulator.groundtruth import DRUGS
 
-    p = argparse.ArgumentParser(prog="python -m vae_simulator.byod.examples", description=__doc__,
+    p = argparse.ArgumentParser(prog="pkdose byod-examples", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("table", choices=(*REAL_TABLES, "virtual"), help="which example table to write")
     p.add_argument("--out", type=Path, required=True, help="CSV to write")

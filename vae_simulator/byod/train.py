@@ -277,7 +277,7 @@ def load_table_model(manifest_path: Path) -> tuple[CTPKVAE, CovariateEncoder, di
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m vae_simulator.byod.train", description=__doc__,
+    p = argparse.ArgumentParser(prog="pkdose vae", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="NONMEM-style CSV table (see vae_simulator.byod.table)")
     p.add_argument("--covariates", default="", help="covariate columns, e.g. WT,APGAR or WT,SEX:cat (categorical)")

@@ -251,7 +251,7 @@ def load_or_generate_regimens(drug: str, n_patients: int, seed: int, data_dir: P
 
 def build_parser() -> argparse.ArgumentParser:
     d = CTTrainSettings()
-    p = argparse.ArgumentParser(prog="python -m vae_simulator.vae.ct_train", description=__doc__,
+    p = argparse.ArgumentParser(prog="pkdose vae-ct", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--drug", required=True, choices=(*DRUGS, "all"), help="drug to train, or 'all'")
     p.add_argument("--patients", type=int, default=4_000, help="training virtual patients (default 4000)")

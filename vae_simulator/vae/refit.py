@@ -41,7 +41,7 @@ def refit(drug: str, data_dir: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m vae_simulator.vae.refit", description=__doc__,
+    p = argparse.ArgumentParser(prog="pkdose refit", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--drug", required=True, choices=(*DRUGS, "all"), help="drug, or 'all'")
     p.add_argument("--data-dir", type=Path, default=Path("data"), help="data set cache (default data/)")

@@ -208,7 +208,7 @@ def load_or_generate(drug: str, n_patients: int, n_intervals: int, seed: int, da
 
 def build_parser() -> argparse.ArgumentParser:
     d = TrainSettings()
-    p = argparse.ArgumentParser(prog="python train.py vae", description=__doc__,
+    p = argparse.ArgumentParser(prog="pkdose vae", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--drug", required=True, choices=(*DRUGS, "all"), help="drug whose PK-VAE to train, or 'all'")
     p.add_argument("--patients", type=int, default=4_000, help="training virtual patients (default 4000)")

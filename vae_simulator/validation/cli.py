@@ -23,7 +23,7 @@ from vae_simulator.vae.io import record_metrics, shipped_weights_dir
 from vae_simulator.validation.report import write_report
 from vae_simulator.validation.run import STEPS, DrugValidation, ValidationSettings, validate_drug
 
-PROG = "python -m vae_simulator.validate"
+PROG = "pkdose validate"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -243,7 +243,7 @@ def markdown_table(results: list[CTValidation]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m vae_simulator.validation.ct", description=__doc__,
+    p = argparse.ArgumentParser(prog="pkdose validate-ct", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--drug", required=True, choices=(*DRUGS, "all"))
     p.add_argument("--patients", type=int, default=1_000, help="held-out patients per drug (default 1000)")

@@ -254,7 +254,7 @@ def calibrate(n: int = 2000, seed: int = 2024, target_grade34: float = TARGET_GR
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="pkdose calibrate", description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000, help="virtual patients (default 2000)")
     parser.add_argument("--seed", type=int, default=2024)
     args = parser.parse_args(argv)

@@ -149,7 +149,7 @@ def calibrate(n: int = 2000, seed: int = 2024) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="pkdose calibrate-v1", description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000, help="virtual patients (default 2000)")
     parser.add_argument("--seed", type=int, default=2024)
     args = parser.parse_args(argv)
