@@ -51,20 +51,10 @@ from tqdm.auto import tqdm
 
 from agents.baselines import check_env_id
 from agents.offline.env_facts import check_json_kwargs, env_facts
-from agents.offline.episodes import LoggedEpisodes
+from agents.offline.episodes import POLICY_INPUT_KEYS, LoggedEpisodes, info_keys
+from agents.offline.minari_io import dataset_dir, write_minari_dataset
+from agents.offline.nonmem_io import write_nonmem_table
 from agents.offline.policies import POLICY_NAMES, StochasticPolicy, make_policy
-
-POLICY_INPUT_KEYS = {False: ("standard_dose_mg", "covariates", "z"),
-                     True: ("covariates", "z_paclitaxel", "z_carboplatin")}
-STEP_OUTCOME_KEYS = {False: ("dose_mg", "samples_mg_l", "sample_missing", "exposure", "efficacy", "toxicity", "event"),
-                     True: ("paclitaxel_mg_m2", "carboplatin_auc", "paclitaxel_mg", "carboplatin_mg", "dose_limited",
-                            "anc_nadir_observed", "neutropenia_grade", "grade4_days", "tumour_size_mm",
-                            "tumour_assessed", "recist")}
-
-
-def info_keys(combination: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """``(policy-input keys, step-outcome keys)`` logged for single-drug or combination ids."""
-    return POLICY_INPUT_KEYS[bool(combination)], STEP_OUTCOME_KEYS[bool(combination)]
 
 
 def policy_infos(episodes: LoggedEpisodes, t: int) -> dict[str, np.ndarray]:
@@ -262,9 +252,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from agents.offline.minari_io import dataset_dir, write_minari_dataset  # avoid an import cycle
-    from agents.offline.nonmem_io import write_nonmem_table
-
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -24,6 +24,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+#: info keys logged with every step: what a policy reads before acting, and what the step produced
+POLICY_INPUT_KEYS = {False: ("standard_dose_mg", "covariates", "z"),
+                     True: ("covariates", "z_paclitaxel", "z_carboplatin")}
+STEP_OUTCOME_KEYS = {False: ("dose_mg", "samples_mg_l", "sample_missing", "exposure", "efficacy", "toxicity", "event"),
+                     True: ("paclitaxel_mg_m2", "carboplatin_auc", "paclitaxel_mg", "carboplatin_mg", "dose_limited",
+                            "anc_nadir_observed", "neutropenia_grade", "grade4_days", "tumour_size_mm",
+                            "tumour_assessed", "recist")}
+
+
+def info_keys(combination: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(policy-input keys, step-outcome keys)`` logged for single-drug or combination ids."""
+    return POLICY_INPUT_KEYS[bool(combination)], STEP_OUTCOME_KEYS[bool(combination)]
+
+
 
 @dataclass(frozen=True)
 class LoggedEpisodes:

@@ -43,9 +43,8 @@ from tqdm.auto import tqdm
 
 import pk_envs  # noqa: F401  (registers the ids recover_environment makes)
 from agents.baselines import check_env_id
-from agents.offline.collect import info_keys
 from agents.offline.env_facts import check_json_kwargs
-from agents.offline.episodes import LoggedEpisodes
+from agents.offline.episodes import LoggedEpisodes, info_keys
 
 FORMAT_VERSION = 1
 WRITE_CHUNK = 100  # episodes per Minari update (progress bar granularity)
