@@ -32,6 +32,18 @@ def check_finite_at_least(name: str, value, low: float = 0.0) -> float:
     return number
 
 
+def check_reward_weights(reward_weights, objectives: tuple[str, str]) -> np.ndarray:
+    """``(2,)`` float weights of the scalar reward ``w . objectives``: finite, >= 0, not both 0."""
+    try:
+        weights = np.asarray(reward_weights, dtype=float)
+    except (TypeError, ValueError):
+        weights = np.full(1, np.nan)
+    if weights.shape != (2,) or not np.all(np.isfinite(weights)) or np.any(weights < 0) or weights.sum() == 0:
+        raise ValueError(f"reward_weights must be 2 finite numbers >= 0, not both 0 ({objectives[0]}, "
+                         f"{objectives[1]}), got {reward_weights!r}")
+    return weights
+
+
 def check_render_mode(render_mode: str | None, modes: list[str]) -> str | None:
     """``render_mode`` if it is None or one of ``modes``; else a ValueError listing them."""
     if render_mode is not None and render_mode not in modes:

@@ -6,6 +6,7 @@ import numpy as np
 
 from pk_envs.combination_core import (
     CYCLE_H,
+    GRADE3_E9_L,
     GRADE4_E9_L,
     OBS_NAMES,
     Cohort,
@@ -15,8 +16,6 @@ from pk_envs.combination_core import (
 from pk_envs.rendering import figure_to_rgb, new_figure
 from pk_envs.task_env import TaskEnv
 from vae_simulator.groundtruth.pd.grading import PD_INCREASE, PR_DECREASE
-
-GRADE3_E9_L = 1.0
 
 
 class PaclitaxelCarboplatinEnv(TaskEnv):

@@ -26,6 +26,7 @@ from pk_envs._common import (
     check_discrete_actions,
     check_finite_at_least,
     check_int_in,
+    check_reward_weights,
     covariate_bounds,
     scaled_covariates,
 )
@@ -51,7 +52,7 @@ from vae_simulator.groundtruth.pd import (
     simulate_both,
     tumour,
 )
-from vae_simulator.groundtruth.pd.grading import neutropenia_grade, recist_status
+from vae_simulator.groundtruth.pd.grading import ANC_GRADE_THRESHOLDS_E9_L, neutropenia_grade, recist_status
 from vae_simulator.groundtruth_simulator import GroundTruthCycleSimulator
 from vae_simulator.interface import PatientSimulator
 from vae_simulator.simulator import PKSimulator
@@ -74,7 +75,8 @@ PROGRESSION_PENALTY = 3.0    # subtracted from the response of the cycle at whic
 GRADE_COST = (0.0, 0.0, 0.0, 0.25, 1.0)  # toxicity per cycle by worst CTCAE neutropenia grade 0-4
 GRADE4_DAY_COST = 1.0 / 7.0  # + per day of ANC < 0.5e9/L (grade 4 lasting 7 days doubles the cost)
 DEFAULT_REWARD_WEIGHTS = (1.0, 1.0)
-GRADE4_E9_L = 0.5
+#: CTCAE v5 ANC thresholds of grades 3 and 4 (1e9/L), from the grading module
+GRADE3_E9_L, GRADE4_E9_L = ANC_GRADE_THRESHOLDS_E9_L[1:]
 #: Floor of carried-over neutrophil states (1e9/L) and tumour size (mm) between cycles.
 STATE_FLOOR = 1e-30
 
@@ -262,14 +264,7 @@ class CombinationTask:
         # every simulator steps through its fast path (log-sigma not needed)
         self.steppers = tuple(batch_invariant(s, sigma_index=[]) for s in self.sims)
         self.vector_reward = bool(vector_reward)
-        try:
-            weights = np.asarray(reward_weights, dtype=float)
-        except (TypeError, ValueError):
-            weights = np.full(1, np.nan)
-        if weights.shape != (2,) or not np.all(np.isfinite(weights)) or np.any(weights < 0) or weights.sum() == 0:
-            raise ValueError(f"reward_weights must be 2 finite numbers >= 0, not both 0 (response, toxicity), "
-                             f"got {reward_weights!r}")
-        self.reward_weights = weights
+        self.reward_weights = check_reward_weights(reward_weights, ("response", "toxicity"))
         trained = min(int(s.max_intervals) for s in self.sims)
         self.n_cycles = check_int_in("n_cycles", n_cycles, 1, trained)
         self.assessment_every = check_int_in("assessment_every", assessment_every, 1, self.n_cycles)

@@ -21,6 +21,7 @@ from pk_envs._common import (
     check_discrete_actions,
     check_finite_at_least,
     check_int_in,
+    check_reward_weights,
     concentration_scale_mg_l,
     covariate_bounds,
     relative_excess,
@@ -178,10 +179,7 @@ class RegimenTask:
         self.sim, self.drug = simulator, simulator.drug
         self.spec, self.truth = regimen_spec(self.drug), get_model(self.drug)
         self.event_spec, self.target = SPECS[self.drug], self.truth.target
-        weights = np.asarray(reward_weights, dtype=float)
-        if weights.shape != (2,) or not np.all(np.isfinite(weights)) or np.any(weights < 0) or weights.sum() == 0:
-            raise ValueError(f"reward_weights must be 2 finite numbers >= 0, not both 0 (efficacy, toxicity), "
-                             f"got {reward_weights!r}")
+        weights = check_reward_weights(reward_weights, ("efficacy", "toxicity"))
         self.reward_weights, self.vector_reward = weights, bool(vector_reward)
         self.level_cost = check_finite_at_least("level_cost", level_cost)
         self.dose_history = check_int_in("dose_history", dose_history, 1, 64)

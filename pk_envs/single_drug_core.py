@@ -26,6 +26,7 @@ from pk_envs._common import (
     check_finite_at_least,
     check_int_in,
     check_probability,
+    check_reward_weights,
     concentration_scale_mg_l,
     covariate_bounds,
     covariate_divisors,
@@ -192,10 +193,7 @@ class SingleDrugTask:
         self.iiv_scale = check_finite_at_least("iiv_scale", iiv_scale)
         self.dose_history = check_int_in("dose_history", dose_history, 1, 64)
         self.full_observation, self.vector_reward = bool(full_observation), bool(vector_reward)
-        weights = np.asarray(reward_weights, dtype=float)
-        if weights.shape != (2,) or not np.all(np.isfinite(weights)) or np.any(weights < 0) or weights.sum() == 0:
-            raise ValueError(f"reward_weights must be 2 finite numbers >= 0, not both 0 (efficacy, toxicity), "
-                             f"got {reward_weights!r}")
+        weights = check_reward_weights(reward_weights, ("efficacy", "toxicity"))
         self.reward_weights = weights
         trained = int(self.sim.max_intervals)
         default = min(self.spec.course_intervals, trained)
