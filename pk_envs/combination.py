@@ -151,9 +151,12 @@ class PaclitaxelCarboplatinEnv(TaskEnv):
 
     ```python
     >>> import gymnasium as gym, pk_envs
-    >>> env = gym.make("PKDose/PaclitaxelCarboplatin-v0", render_mode="rgb_array")  # doctest: +SKIP
-    >>> obs, info = env.reset(seed=0)                                               # doctest: +SKIP
-    >>> obs, reward, terminated, truncated, info = env.step(env.unwrapped.conventional_action(obs))  # doctest: +SKIP
+    >>> env = gym.make("PKDose/PaclitaxelCarboplatin-v0", render_mode="rgb_array")
+    >>> obs, info = env.reset(seed=0)
+    >>> obs, reward, terminated, truncated, info = env.step(env.unwrapped.conventional_action(obs))
+    >>> obs.shape, int(info["cycle"]), env.render().shape
+    ((17,), 1, (640, 720, 3))
+
     ```
 
     | Parameter | Type | Default | Description |
@@ -175,7 +178,10 @@ class PaclitaxelCarboplatinEnv(TaskEnv):
     ## Vectorized environment
 
     ```python
-    >>> envs = gym.make_vec("PKDose/PaclitaxelCarboplatin-v0", num_envs=64)  # doctest: +SKIP
+    >>> envs = gym.make_vec("PKDose/PaclitaxelCarboplatin-v0", num_envs=64)
+    >>> type(envs).__name__
+    'PaclitaxelCarboplatinVectorEnv'
+
     ```
 
     gives :class:`pk_envs.combination_vector.PaclitaxelCarboplatinVectorEnv`: one decoder call

@@ -130,8 +130,13 @@ class SingleDrugEnv(TaskEnv):
 
     ```python
     >>> import gymnasium as gym, pk_envs
-    >>> env = gym.make("PKDose/Vancomycin-v0", render_mode="rgb_array")   # doctest: +SKIP
-    >>> obs, info = env.reset(seed=0, options={"z": [0, 0, 0, 0, 0, 0]})     # doctest: +SKIP
+    >>> env = gym.make("PKDose/Vancomycin-v0", render_mode="rgb_array")
+    >>> obs, info = env.reset(seed=0, options={"z": [0, 0, 0, 0, 0, 0]})  # the typical patient
+    >>> obs.shape, env.action_space
+    ((17,), Box(-1.0, 1.0, (1,), float32))
+    >>> env.render().shape
+    (540, 720, 3)
+
     ```
 
     | Parameter | Type | Default | Description |
@@ -156,8 +161,10 @@ class SingleDrugEnv(TaskEnv):
     ## Vectorized environment
 
     ```python
-    >>> envs = gym.make_vec("PKDose/Vancomycin-v0", num_envs=64,
-    ...                     vectorization_mode="vector_entry_point")  # doctest: +SKIP
+    >>> envs = gym.make_vec("PKDose/Vancomycin-v0", num_envs=64, vectorization_mode="vector_entry_point")
+    >>> type(envs).__name__, envs.observation_space.shape
+    ('SingleDrugVectorEnv', (64, 17))
+
     ```
 
     gives :class:`pk_envs.single_drug_vector.SingleDrugVectorEnv`, which steps all patients in one
