@@ -1,4 +1,4 @@
-"""Pieces every pkdose environment shares: reward shaping, risk curves, dose actions,
+"""Pieces every pkdose environment shares (rewards live in :mod:`pk_envs.rewards`): dose actions,
 observation scaling, argument checks and an exactly batch-invariant view of a simulator.
 
 Units: concentrations mg/L, doses mg, exposures in the unit of the drug's
@@ -7,7 +7,6 @@ Units: concentrations mg/L, doses mg, exposures in the unit of the drug's
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from numbers import Integral
 
 import numpy as np
@@ -15,8 +14,6 @@ from gymnasium import logger, spaces
 
 from vae_simulator.covariates import COVARIATE_NAMES, PHYSIOLOGICAL_RANGES
 from vae_simulator.interface import PatientSimulator, PatientStepper
-
-LN2 = float(np.log(2.0))
 
 # ---------------------------------------------------------------------------- argument checks
 
@@ -66,60 +63,6 @@ def check_int_in(name: str, value, low: int, high: int | None = None) -> int:
             (high is not None and value > high):
         raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
     return int(value)
-
-
-# ---------------------------------------------------------------------------- rewards
-
-
-def window_efficacy(exposure: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Efficacy in [0, 1] of an exposure against a therapeutic window ``[low, high]`` (low > 0).
-
-    ``exp(-ln 2 * x^2)`` with ``x = (ln E - ln sqrt(low * high)) / (ln(high / low) / 2)``: 1 at
-    the window's log-centre, 0.5 at either edge, falling fast outside, 0 for no exposure.
-    The log scale treats a 2-fold overshoot like a 2-fold undershoot, as concentrations do.
-    """
-    if not (np.isfinite(low) and np.isfinite(high) and 0 < low < high):
-        raise ValueError(f"target window must satisfy 0 < low < high, got [{low}, {high}]")
-    centre, half_width = 0.5 * (np.log(low) + np.log(high)), 0.5 * (np.log(high) - np.log(low))
-    x = (np.log(np.maximum(np.asarray(exposure, dtype=float), 1e-300)) - centre) / half_width
-    return np.exp(-LN2 * x * x)
-
-
-def relative_excess(exposure: np.ndarray, threshold: float, cap: float = 1.0) -> np.ndarray:
-    """Toxicity in [0, cap]: exposure above ``threshold`` relative to it (1 at twice the threshold)."""
-    return np.clip(np.asarray(exposure, dtype=float) / threshold - 1.0, 0.0, cap)
-
-
-@dataclass(frozen=True)
-class LogisticRisk:
-    """Probability of an adverse event over a reference course: ``1 / (1 + exp(-(a + b * x)))``.
-
-    ``x`` is an exposure (unit of the drug's target); ``course_h`` the course length the
-    probability refers to, used to turn it into a per-interval hazard.
-    """
-
-    intercept: float
-    slope: float
-    course_h: float
-
-    @classmethod
-    def through(cls, point_1: tuple[float, float], point_2: tuple[float, float], course_h: float) -> LogisticRisk:
-        """The curve through two ``(exposure, probability)`` points."""
-        (x1, p1), (x2, p2) = point_1, point_2
-        if not (0 < p1 < 1 and 0 < p2 < 1 and x1 != x2):
-            raise ValueError(f"need two points with different exposures and probabilities in (0, 1), "
-                             f"got {point_1}, {point_2}")
-        logit_1, logit_2 = np.log(p1 / (1 - p1)), np.log(p2 / (1 - p2))
-        slope = (logit_2 - logit_1) / (x2 - x1)
-        return cls(float(logit_1 - slope * x1), float(slope), float(course_h))
-
-    def probability(self, exposure: np.ndarray) -> np.ndarray:
-        """Risk over ``course_h`` if the exposure were kept that long (overflow-free logistic)."""
-        return 0.5 * (1.0 + np.tanh(0.5 * (self.intercept + self.slope * np.asarray(exposure, dtype=float))))
-
-    def hazard(self, exposure: np.ndarray, interval_h: float) -> np.ndarray:
-        """Per-interval event probability: a constant hazard that compounds to ``probability`` over the course."""
-        return 1.0 - (1.0 - self.probability(exposure)) ** (interval_h / self.course_h)
 
 
 # ---------------------------------------------------------------------------- actions

@@ -30,6 +30,14 @@ from pk_envs._common import (
     covariate_bounds,
     scaled_covariates,
 )
+from pk_envs.rewards import (
+    DEFAULT_REWARD_WEIGHTS,
+    GRADE4_DAY_COST,
+    GRADE_COST,
+    PROGRESSION_PENALTY,
+    RESPONSE_CAP,
+    combination_objectives,
+)
 from vae_simulator.covariates import COVARIATE_NAMES, Covariates, draw_covariate_row
 from vae_simulator.exposure import IntervalExposure
 from vae_simulator.groundtruth.carboplatin import (
@@ -68,13 +76,8 @@ DOSE_LEVELS = (0.0, 0.6, 0.8, 1.0, 1.2)
 #: The clinical rule: after grade 4 neutropenia the next cycles are reduced by one 20% level, at most twice.
 REDUCTION_STEP, LOWEST_CONVENTIONAL_LEVEL = 0.2, 0.6
 
-# ---------------------------------------------------------------------------- reward
-RESPONSE_PER_LN = 10.0       # response objective per unit of ln(size before / size after)
-RESPONSE_CAP = 5.0           # |response| per cycle is clipped here (ln ratio 0.5: -40% or +65% SLD in 3 weeks)
-PROGRESSION_PENALTY = 3.0    # subtracted from the response of the cycle at which RECIST PD is found
-GRADE_COST = (0.0, 0.0, 0.0, 0.25, 1.0)  # toxicity per cycle by worst CTCAE neutropenia grade 0-4
-GRADE4_DAY_COST = 1.0 / 7.0  # + per day of ANC < 0.5e9/L (grade 4 lasting 7 days doubles the cost)
-DEFAULT_REWARD_WEIGHTS = (1.0, 1.0)
+REWARD_LOW = np.array([-RESPONSE_CAP - PROGRESSION_PENALTY, -(GRADE_COST[4] + GRADE4_DAY_COST * CYCLE_H / 24.0)])
+REWARD_HIGH = np.array([RESPONSE_CAP, 0.0])
 #: CTCAE v5 ANC thresholds of grades 3 and 4 (1e9/L), from the grading module
 GRADE3_E9_L, GRADE4_E9_L = ANC_GRADE_THRESHOLDS_E9_L[1:]
 #: Floor of carried-over neutrophil states (1e9/L) and tumour size (mm) between cycles.
@@ -90,30 +93,6 @@ OBS = {name: i for i, name in enumerate(OBS_NAMES)}
 NOT_ASSESSED = -1  # info["recist"] before the first assessment
 #: column of the baseline SLD in a cohort's ``tumour_params`` rows (TumourParameters field order)
 TUMOUR_BASELINE = [f.name for f in fields(TumourParameters)].index("baseline_mm")
-
-
-def combination_objectives(log_size_ratio, worst_grade, grade4_days, progressed) -> np.ndarray:
-    """The ``(n, 2)`` reward vector ``[response, -toxicity]`` of one cycle (formula in the env docstring).
-
-    ``log_size_ratio``: ln(SLD at cycle start / SLD at cycle end) (> 0 = shrinkage);
-    ``worst_grade``: worst CTCAE neutropenia grade of the cycle (0-4); ``grade4_days``: days with
-    ANC < 0.5e9/L; ``progressed``: RECIST PD found at this cycle's assessment.
-    """
-    ratio = np.asarray(log_size_ratio, dtype=float)
-    grade = np.asarray(worst_grade)
-    days = np.asarray(grade4_days, dtype=float)
-    if not (np.all(np.isfinite(ratio)) and np.all(np.isfinite(days)) and np.all(days >= 0)):
-        raise ValueError("log_size_ratio must be finite and grade4_days finite and >= 0")
-    if grade.dtype.kind not in "iu" or grade.min(initial=0) < 0 or grade.max(initial=0) >= len(GRADE_COST):
-        raise ValueError(f"worst_grade must be CTCAE grades 0-4 (integers), got {np.unique(grade)}")
-    response = np.clip(RESPONSE_PER_LN * ratio, -RESPONSE_CAP, RESPONSE_CAP) - \
-        PROGRESSION_PENALTY * np.asarray(progressed, dtype=float)
-    toxicity = np.asarray(GRADE_COST)[grade] + GRADE4_DAY_COST * days
-    return np.stack(np.broadcast_arrays(response, -toxicity), axis=-1)
-
-
-REWARD_LOW = np.array([-RESPONSE_CAP - PROGRESSION_PENALTY, -(GRADE_COST[4] + GRADE4_DAY_COST * CYCLE_H / 24.0)])
-REWARD_HIGH = np.array([RESPONSE_CAP, 0.0])
 
 
 # ---------------------------------------------------------------------------- actions

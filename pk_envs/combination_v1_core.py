@@ -27,14 +27,20 @@ from pk_envs.combination_core import (
     OBS_NAMES,
     PACLITAXEL_MAX_MG_M2,
     PACLITAXEL_STANDARD_MG_M2,
-    PROGRESSION_PENALTY,
     REDUCTION_STEP,
     REWARD_HIGH,
     REWARD_LOW,
     STATE_FLOOR,
     Cohort,
     CombinationTask,
-    combination_objectives,
+)
+from pk_envs.rewards import (
+    FEBRILE_COST,
+    NEUROPATHY_GRADE_COST,
+    OBJECTIVE_RESPONSES,
+    PLATELET_GRADE_COST,
+    RESPONSE_BONUS,
+    multimodal_objectives,
 )
 from vae_simulator.covariates import draw_covariate_row
 from vae_simulator.groundtruth.pd import (
@@ -47,21 +53,13 @@ from vae_simulator.groundtruth.pd import (
     tumour,
     tumour_types,
 )
-from vae_simulator.groundtruth.pd.grading import Recist, thrombocytopenia_grade
+from vae_simulator.groundtruth.pd.grading import thrombocytopenia_grade
 from vae_simulator.groundtruth.pd.patient_features import FEATURE_NAMES, check_features, draw_features
 
 #: Clinic rule (Taxol and Paraplatin US prescribing information): a cycle is given only when
 #: neutrophils >= 1.5e9/L and platelets >= 100e9/L; otherwise it waits a week, at most twice.
 RETREAT_ANC_E9_L, RETREAT_PLATELETS_E9_L = 1.5, 100.0
 DELAY_H, MAX_DELAY_WEEKS = 168.0, 2
-#: Toxicity costs added to v0's neutropenia cost: by worst CTCAE platelet grade of the cycle, per
-#: febrile neutropenia, and on reaching neuropathy grade 1/2/3 (charged once, on the increase).
-PLATELET_GRADE_COST = (0.0, 0.0, 0.0, 0.25, 1.0)
-FEBRILE_COST = 1.0
-NEUROPATHY_GRADE_COST = (0.0, 0.0, 0.25, 1.0)
-#: Added to the response objective at the assessment that finds the first objective response (RECIST CR
-#: or PR), mirroring v0's progression penalty: the published endpoints are response and progression.
-RESPONSE_BONUS = PROGRESSION_PENALTY
 #: Platelets are observed in units of 1e11/L (100e9/L), so that they share the scale of the other inputs.
 PLATELET_OBS_UNIT_E9_L, PLATELET_CAP_1E11_L = 100.0, 10.0
 #: A dose-level step of the clinical rules: 20 % of the standard dose (v0's reduction step).
@@ -75,7 +73,6 @@ OBS_NAMES_V1 = OBS_NAMES + V1_EXTRA_NAMES
 OBS_V1 = {name: i for i, name in enumerate(OBS_NAMES_V1)}
 REWARD_LOW_V1 = REWARD_LOW - np.array([0.0, PLATELET_GRADE_COST[4] + FEBRILE_COST + NEUROPATHY_GRADE_COST[3]])
 REWARD_HIGH_V1 = REWARD_HIGH + np.array([RESPONSE_BONUS, 0.0])
-OBJECTIVE_RESPONSES = (int(Recist.CR), int(Recist.PR))
 RESET_OPTIONS = ("covariates", "z_paclitaxel", "z_carboplatin", "tumour_type", "features")
 
 
@@ -98,19 +95,6 @@ class MultimodalCohort(Cohort):
     delay_weeks_last: np.ndarray   # (N,)
     sae_cycles: np.ndarray         # (N,) cycles with any serious adverse event
     platelet_course: np.ndarray    # (N, K, T) true platelets on the PD grid (for render)
-
-
-def multimodal_objectives(log_size_ratio, neutropenia_grade, grade4_days, progressed, platelet_grade, febrile,
-                          neuropathy_before, neuropathy_after, first_response) -> np.ndarray:
-    """v0's ``[response, -toxicity]`` with the first-response bonus and the platelet, febrile-neutropenia and
-    neuropathy costs added (``first_response``: this cycle's assessment found the first CR/PR)."""
-    objectives = combination_objectives(log_size_ratio, neutropenia_grade, grade4_days, progressed)
-    objectives[:, 0] += RESPONSE_BONUS * np.asarray(first_response, dtype=float)
-    neuropathy_cost = np.asarray(NEUROPATHY_GRADE_COST)
-    extra = np.asarray(PLATELET_GRADE_COST)[platelet_grade] + FEBRILE_COST * np.asarray(febrile, dtype=float) + \
-        neuropathy_cost[neuropathy_after] - neuropathy_cost[neuropathy_before]
-    objectives[:, 1] -= extra
-    return objectives
 
 
 class MultimodalCombinationTask(CombinationTask):

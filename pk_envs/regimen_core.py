@@ -24,10 +24,9 @@ from pk_envs._common import (
     check_reward_weights,
     concentration_scale_mg_l,
     covariate_bounds,
-    relative_excess,
     scaled_covariates,
-    window_efficacy,
 )
+from pk_envs.rewards import interval_objectives
 from pk_envs.single_drug_core import OBS_CAP, SPECS
 from vae_simulator.covariates import Covariates
 from vae_simulator.ct_simulator import CTPatientSimulator, EventSimulator, EventState
@@ -300,17 +299,11 @@ class RegimenTask:
         times = now[:, None] + np.maximum(duration[:, None] * self.fractions[None, :], FIRST_POINT_H)
         conc = self.sim.concentrations(state, times)
         exposure = profile_exposure(conc, duration, self.target.metric, self.target.threshold_mg_l)
-        efficacy = window_efficacy(exposure, self.target.low, self.target.high) * duration / 24.0
         peak = conc.max(axis=1)
-        if self.event_spec.event_risk is not None:
-            hazard = self.event_spec.event_risk.hazard(exposure, duration)  # compounds with the interval's length
-            toxicity = hazard.copy()
-        else:
-            toxicity = relative_excess(exposure, self.target.toxic_above) * duration / 24.0
-            limit = self.event_spec.event_peak_mg_l
-            hazard = (peak > limit).astype(float) if limit else np.zeros(len(rows))
-        event = c.event_u[rows, k] < hazard
-        toxicity = toxicity + event
+        # per 24 h of the interval; an event risk compounds with the interval's length
+        efficacy, toxicity, hazard, event = interval_objectives(
+            exposure, peak, self.target, self.event_spec.event_risk, self.event_spec.event_peak_mg_l, duration,
+            c.event_u[rows, k], per_day=True)
         normals = c.normals[rows, k]
         measured, blq = self.sim.observe(conc[:, -1:], ReplayNormals(normals[:, :1], normals[:, 1:]))
         drawn = draw & ~event

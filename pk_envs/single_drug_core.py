@@ -20,7 +20,6 @@ from gymnasium import spaces
 
 from pk_envs._common import (
     DoseActions,
-    LogisticRisk,
     ReplayNormals,
     batch_invariant,
     check_finite_at_least,
@@ -30,10 +29,9 @@ from pk_envs._common import (
     concentration_scale_mg_l,
     covariate_bounds,
     covariate_divisors,
-    relative_excess,
     scaled_covariates,
-    window_efficacy,
 )
+from pk_envs.rewards import LogisticRisk, interval_objectives
 from vae_simulator.exposure import IntervalExposure
 from vae_simulator.groundtruth import SINGLE_DRUGS
 from vae_simulator.interface import PatientSimulator
@@ -311,16 +309,9 @@ class SingleDrugTask:
         noisy = sim.observe(true_samples, log_sigma, ReplayNormals(c.normals[rows, k]), self.noise_scale)
         missing = c.missing_u[rows, k] < self.missing_prob
         peak = np.maximum(conc.max(axis=1), start)
-        efficacy = window_efficacy(exposure, self.target.low, self.target.high)
-        spec = self.spec
-        if spec.event_risk is not None:
-            hazard = spec.event_risk.hazard(exposure, self.interval_h)
-            toxicity = hazard
-        else:
-            toxicity = relative_excess(exposure, self.target.toxic_above)
-            hazard = (peak > spec.event_peak_mg_l).astype(float) if spec.event_peak_mg_l else np.zeros(len(rows))
-        event = c.event_u[rows, k] < hazard
-        toxicity = toxicity + event
+        efficacy, toxicity, hazard, event = interval_objectives(
+            exposure, peak, self.target, self.spec.event_risk, self.spec.event_peak_mg_l, self.interval_h,
+            c.event_u[rows, k])
 
         c.doses_mg[rows, k], c.conc_mg_l[rows, k], c.exposure[rows, k] = doses_mg, conc, exposure
         c.samples_mg_l[rows, k], c.missing[rows, k] = np.where(missing, 0.0, noisy), missing
