@@ -20,16 +20,10 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import pk_envs  # noqa: F401  (registers the single-drug ids and the shared namespace)
 from pk_envs.combination import PaclitaxelCarboplatinEnv
-from pk_envs.combination_core import (
-    GRADE_COST,
-    PROGRESSION_PENALTY,
-    RESPONSE_PER_LN,
-    REWARD_HIGH,
-    REWARD_LOW,
-    combination_objectives,
-)
+from pk_envs.combination_core import REWARD_HIGH, REWARD_LOW
 from pk_envs.combination_registration import register_combination_envs
 from pk_envs.combination_vector import PaclitaxelCarboplatinVectorEnv
+from pk_envs.rewards import GRADE_COST, PROGRESSION_PENALTY, RESPONSE_PER_LN, combination_objectives
 from pk_envs.single_drug_core import has_shipped_weights
 from vae_simulator.covariates import Covariates
 from vae_simulator.groundtruth_simulator import GroundTruthCycleSimulator

@@ -20,14 +20,13 @@ from pk_envs.combination_v1_core import (
     MAX_DELAY_WEEKS,
     OBS_NAMES_V1,
     OBS_V1,
-    RESPONSE_BONUS,
     REWARD_HIGH_V1,
     REWARD_LOW_V1,
     adaptive_doses,
     conventional_doses_v1,
-    multimodal_objectives,
 )
 from pk_envs.combination_v1_vector import PaclitaxelCarboplatinV1VectorEnv
+from pk_envs.rewards import RESPONSE_BONUS, multimodal_objectives
 from vae_simulator.covariates import draw_covariate_row
 from vae_simulator.groundtruth.pd import adverse_events, calibration_v1, tumour_types
 from vae_simulator.groundtruth.pd.grading import thrombocytopenia_grade

@@ -21,7 +21,8 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import pk_envs
 from pk_envs.registration import SINGLE_DRUG_VARIANTS, env_id
-from pk_envs.single_drug_core import SPECS, DrugSpec, LogisticRisk, has_shipped_weights, load_simulator
+from pk_envs.rewards import LogisticRisk
+from pk_envs.single_drug_core import SPECS, DrugSpec, has_shipped_weights, load_simulator
 from pk_envs.single_drug_vector import SingleDrugVectorEnv
 from vae_simulator import groundtruth
 from vae_simulator.groundtruth import SINGLE_DRUGS
