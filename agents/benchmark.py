@@ -105,8 +105,8 @@ def pareto_front(args: argparse.Namespace) -> list[str]:
         out = args.out / "runs" / f"pareto-ppo-toxw{weight:g}"
         policy = train_agent("ppo", COMBINATION_ID, args.seeds[0], args.pareto_timesteps, out, (1.0, weight))
         points.append((weight, evaluate_policy(COMBINATION_ID, policy, policy_name=f"PPO w_tox={weight:g}", **kw)))
-    lines = ["| policy | response rate | grade-4 neutropenia | response change vs conventional | "
-             "grade-4 change vs conventional | goal (+23.4 %, -18.7 %, CIs exclude 0) |", "|---|---:|---:|---:|---:|---|"]
+    lines = [("| policy | response rate | grade-4 neutropenia | response change vs conventional | "
+             "grade-4 change vs conventional | goal (+23.4 %, -18.7 %, CIs exclude 0) |"), "|---|---:|---:|---:|---:|---|"]
     for _, result in points:
         r_change = relative_change(result, conventional, "objective_response")
         g_change = relative_change(result, conventional, "grade4_neutropenia")

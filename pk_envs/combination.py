@@ -208,6 +208,31 @@ class PaclitaxelCarboplatinEnv(TaskEnv):
                                     iiv_scale=iiv_scale, interaction=interaction, pd_backend=pd_backend),
                     render_mode)
 
+    @property
+    def cycle_h(self) -> float:
+        """Length of a cycle, h (504: 21 days); a step gives one cycle."""
+        return float(CYCLE_H)
+
+    @property
+    def n_cycles(self) -> int:
+        """Cycles in a course (the episode length)."""
+        return int(self.task.n_cycles)
+
+    @property
+    def dose_maximum(self) -> np.ndarray:
+        """Doses at action 1: ``[paclitaxel mg/m2, carboplatin AUC mg*min/mL]`` (225, 7.5)."""
+        return self.task.actions.maximum.copy()
+
+    @property
+    def standard_doses(self) -> np.ndarray:
+        """The conventional doses ``[175 mg/m2, AUC 6]``."""
+        return self.task.actions.standard.copy()
+
+    @property
+    def dose_levels(self) -> np.ndarray:
+        """Dose levels of the discrete ids, as fractions of the standard doses (hold, -40 %, -20 %, 100 %, +20 %)."""
+        return self.task.actions.levels.copy()
+
     def doses_to_action(self, paclitaxel_mg_m2: float, carboplatin_auc: float):
         """The action nearest these doses (mg/m2, mg*min/mL)."""
         action = self.task.actions.from_doses(paclitaxel_mg_m2, carboplatin_auc)[0]

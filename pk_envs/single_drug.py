@@ -227,6 +227,21 @@ class SingleDrugEnv(TaskEnv):
         return actions.levels_mg.copy() if actions.discrete else np.array([0.0, actions.dose_max_mg])
 
     @property
+    def observation_names(self) -> tuple[str, ...]:
+        """What each observation entry is (the Observation Space table), e.g. ``"sample_1h_rel"``."""
+        return self.task.observation_names
+
+    @property
+    def concentration_scale_mg_l(self) -> float:
+        """The divisor of the observed concentrations (mg/L): an observed sample is mg/L / this."""
+        return float(self.task.conc_scale_mg_l)
+
+    @property
+    def course_intervals(self) -> int:
+        """Dosing intervals in a course (the episode length)."""
+        return int(self.task.horizon)
+
+    @property
     def dose_step_mg(self) -> float:
         """The drug's practical dose step (vial or tablet), mg: the spacing of the discrete levels."""
         return float(self.task.spec.dose_step_mg)

@@ -224,6 +224,17 @@ class SingleDrugTask:
         return spaces.Box(np.concatenate(low).astype(np.float32), np.concatenate(high).astype(np.float32),
                           dtype=np.float32)
 
+    @property
+    def observation_names(self) -> tuple[str, ...]:
+        """What each entry of :meth:`observations` is, in order (units in the SingleDrugEnv docstring)."""
+        monitor = [f"{t:g}h" for t in self.monitor_h]
+        names = [f"covariate_{name}" for name in self.sim.covariate_names]
+        names += [f"dose_{j}_back_rel" for j in range(1, self.dose_history + 1)] + ["cumulative_dose_rel"]
+        names += [f"sample_{t}_rel" for t in monitor] + [f"sample_{t}_missing" for t in monitor] + ["course_fraction"]
+        if self.full_observation:
+            names += ["exposure_rel"] + [f"z_{i}" for i in range(self.sim.latent_dim)]
+        return tuple(names)
+
     def observations(self, c: Cohort) -> np.ndarray:
         """``(N, D)`` float32 observations of every row (layout in the SingleDrugEnv docstring)."""
         n, k = c.given.shape[0], self.horizon

@@ -35,6 +35,11 @@ class TaskEnv(gym.Env):
         self._started = False
 
     # hooks -------------------------------------------------------------------
+    @property
+    def reward_weights(self) -> np.ndarray:
+        """Weights ``w`` of the scalar reward ``w . objectives`` (``(2,)``; the -MO ids return the vector)."""
+        return np.array(self.task.reward_weights, dtype=float)
+
     def _to_doses(self, action) -> tuple[np.ndarray, np.ndarray]:
         """A validated action -> (doses of a batch of one, clipped flag)."""
         raise NotImplementedError

@@ -4,10 +4,9 @@ The behaviour policies and the NONMEM export need a few fixed facts about an env
 the Gymnasium spaces do not carry: the dose range and discrete levels behind the actions, where
 the assays sit in the observation, the drug's therapeutic window, its monitoring times and
 interval. :func:`env_facts` gathers them once per (id, constructor arguments) from one scalar
-environment, through its public properties (``target``, ``interval_h``, ``monitoring_times_h``,
-``dose_levels_mg``) where they exist; the rest (observation layout and concentration scale,
-reward weights, the combination's dose grid) is read from ``env.unwrapped.task``, the only place
-it lives today (public accessors would let this module drop that access).
+environment, through its public properties only (``target``, ``interval_h``, ``monitoring_times_h``,
+``dose_levels_mg``, ``observation_names``, ``concentration_scale_mg_l``, ``reward_weights``; the
+combination's ``cycle_h``, ``dose_maximum``, ``standard_doses``, ``dose_levels``).
 
 Action coordinates: a dose is written as a *fraction of the action's maximum*, ``u`` in [0, 1]
 per action dimension (single drug: mg / ``dose_max_mg``; combination: paclitaxel mg/m2 / 225
@@ -27,7 +26,6 @@ import gymnasium as gym
 import numpy as np
 
 from agents.baselines import check_env_id
-from vae_simulator.covariates import COVARIATE_NAMES
 from vae_simulator.groundtruth import get_model
 
 
@@ -109,40 +107,36 @@ def _env_facts(env_id: str, kwargs_json: str) -> EnvFacts:
     env = gym.make(env_id, **env_kwargs)
     try:
         base = env.unwrapped
-        task = base.task  # no public accessor for these facts yet (see module docstring)
         spec_steps = env.spec.max_episode_steps if env.spec is not None else None
         common = {"env_id": env_id, "discrete": isinstance(env.action_space, gym.spaces.Discrete),
                   "vector_reward": getattr(base, "reward_dim", 1) == 2,
-                  "reward_weights": tuple(float(w) for w in task.reward_weights),
+                  "reward_weights": tuple(float(w) for w in base.reward_weights),
                   "env_kwargs": tuple(sorted(env_kwargs.items()))}
+        names = tuple(base.observation_names)
         if hasattr(base, "conventional_action"):
-            from pk_envs.combination_core import CYCLE_H, OBS
-
-            maximum = tuple(float(m) for m in task.actions.maximum)
-            levels = tuple(tuple(float(x) for x in task.actions.levels * s / m)
-                           for s, m in zip(task.actions.standard, task.actions.maximum))
-            horizon = min(int(task.n_cycles), spec_steps or task.n_cycles)
-            return EnvFacts(combination=True, drug="paclitaxel+carboplatin", action_max=maximum,
-                            levels_u=levels if common["discrete"] else None, interval_h=float(CYCLE_H), monitor_h=(),
+            maximum, standard = base.dose_maximum, base.standard_doses
+            levels = tuple(tuple(float(x) for x in base.dose_levels * s / m) for s, m in zip(standard, maximum))
+            horizon = min(base.n_cycles, spec_steps or base.n_cycles)
+            return EnvFacts(combination=True, drug="paclitaxel+carboplatin", action_max=tuple(float(m) for m in maximum),
+                            levels_u=levels if common["discrete"] else None, interval_h=base.cycle_h, monitor_h=(),
                             infusion_h=(float(get_model("paclitaxel").infusion_h),
                                         float(get_model("carboplatin").infusion_h)),
                             target_metric="", target_low=0.0, target_high=0.0, conc_scale_mg_l=0.0,
-                            obs_index=dict(OBS), horizon=horizon,
-                            standard_u=tuple(float(x) for x in task.actions.standard / task.actions.maximum),
-                            **common)
+                            obs_index={name: i for i, name in enumerate(names)}, horizon=horizon,
+                            standard_u=tuple(float(x) for x in standard / maximum), **common)
         target, levels_mg = base.target, np.asarray(base.dose_levels_mg, dtype=float)
         dose_max = float(levels_mg[-1])
         monitor_h = tuple(float(t) for t in base.monitoring_times_h)
         levels = (tuple(float(x) for x in levels_mg / dose_max),) if common["discrete"] else None
-        n_cov, n_hist, n_mon = len(COVARIATE_NAMES), int(task.dose_history), len(monitor_h)
-        obs_index = {"last_dose": n_cov, "samples": n_cov + n_hist + 1, "missing": n_cov + n_hist + 1 + n_mon,
-                     "time_fraction": n_cov + n_hist + 1 + 2 * n_mon}
-        horizon = min(int(task.horizon), spec_steps or task.horizon)
+        first_sample = next(i for i, name in enumerate(names) if name.startswith("sample_"))
+        obs_index = {"last_dose": names.index("dose_1_back_rel"), "samples": first_sample,
+                     "missing": first_sample + len(monitor_h), "time_fraction": names.index("course_fraction")}
+        horizon = min(base.course_intervals, spec_steps or base.course_intervals)
         return EnvFacts(combination=False, drug=str(base.drug), action_max=(dose_max,), levels_u=levels,
                         interval_h=float(base.interval_h), monitor_h=monitor_h,
                         infusion_h=(float(get_model(base.drug).infusion_h),), target_metric=str(target.metric),
                         target_low=float(target.low), target_high=float(target.high),
-                        conc_scale_mg_l=float(task.conc_scale_mg_l), obs_index=obs_index, horizon=horizon,
+                        conc_scale_mg_l=base.concentration_scale_mg_l, obs_index=obs_index, horizon=horizon,
                         **common)
     finally:
         env.close()
