@@ -7,7 +7,6 @@ as the v0 vector env does for v0 (same :class:`~pk_envs.task_vector.TaskVectorEn
 from __future__ import annotations
 
 import numpy as np
-from gymnasium.vector import AutoresetMode
 
 from pk_envs.combination_v1_core import (
     OBS_NAMES_V1,
@@ -21,12 +20,7 @@ from pk_envs.combination_vector import PaclitaxelCarboplatinVectorEnv
 class PaclitaxelCarboplatinV1VectorEnv(PaclitaxelCarboplatinVectorEnv):
     """``num_envs`` v1 combination episodes stepped together (arguments as the single env)."""
 
-    def __init__(self, num_envs: int = 1, simulators=None, *, max_episode_steps: int | None = None,
-                 render_mode: str | None = None, autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
-                 **task_kwargs):
-        task = MultimodalCombinationTask(simulators=simulators, **task_kwargs)
-        self._setup(num_envs, task, task.n_cycles, max_episode_steps, render_mode, autoreset_mode)
-
+    task_class = MultimodalCombinationTask
     #: what each observation entry is (as the single environment's)
     observation_names: tuple[str, ...] = OBS_NAMES_V1
 

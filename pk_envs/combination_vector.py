@@ -24,9 +24,11 @@ class PaclitaxelCarboplatinVectorEnv(TaskVectorEnv):
     def __init__(self, num_envs: int = 1, simulators=None, *, max_episode_steps: int | None = None,
                  render_mode: str | None = None, autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
                  **task_kwargs):
-        task = CombinationTask(simulators=simulators, **task_kwargs)
+        task = self.task_class(simulators=simulators, **task_kwargs)
         self._setup(num_envs, task, task.n_cycles, max_episode_steps, render_mode, autoreset_mode)
 
+    #: the batched dynamics (the v1 twin sets its own)
+    task_class = CombinationTask
     #: what each observation entry is (as the single environment's)
     observation_names: tuple[str, ...] = OBS_NAMES
 

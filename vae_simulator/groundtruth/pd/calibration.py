@@ -253,13 +253,20 @@ def calibrate(n: int = 2000, seed: int = 2024, target_grade34: float = TARGET_GR
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="pkdose calibrate", description=__doc__.splitlines()[0])
+def run_calibration(calibrate_fn, prog: str, description: str, argv: list[str] | None) -> None:
+    """The command line of a calibration: ``--n`` patients, ``--seed``; prints every derived number."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--n", type=int, default=2000, help="virtual patients (default 2000)")
     parser.add_argument("--seed", type=int, default=2024)
     args = parser.parse_args(argv)
-    for key, value in calibrate(args.n, args.seed).items():
+    if args.n < 50:
+        parser.error(f"--n must be >= 50 patients, got {args.n}")
+    for key, value in calibrate_fn(args.n, args.seed).items():
         print(f"{key:45s} {value:.6g}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_calibration(calibrate, "pkdose calibrate", __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

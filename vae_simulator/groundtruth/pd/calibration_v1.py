@@ -39,8 +39,6 @@ endometrial kill per cycle / ORR (175 + AUC 6)  0.163 / 47 %  47 % (Sovak 2007)
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
 from vae_simulator.covariates import Covariates
@@ -50,6 +48,7 @@ from vae_simulator.groundtruth.pd.calibration import (
     _bisect_log,
     one_cycle_concentrations,
     repeat_cycles,
+    run_calibration,
     tumour_sizes_at_assessments,
 )
 from vae_simulator.groundtruth.pd.grading import (
@@ -149,12 +148,7 @@ def calibrate(n: int = 2000, seed: int = 2024) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="pkdose calibrate-v1", description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=2000, help="virtual patients (default 2000)")
-    parser.add_argument("--seed", type=int, default=2024)
-    args = parser.parse_args(argv)
-    for key, value in calibrate(args.n, args.seed).items():
-        print(f"{key:45s} {value:.6g}")
+    run_calibration(calibrate, "pkdose calibrate-v1", __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":
