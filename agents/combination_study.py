@@ -31,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from agents.baselines import AdaptiveRulePolicy, SB3Policy, StandardDosingPolicy
-from agents.benchmark import relative_change
+from agents.benchmark import pooled, relative_change
 from agents.checkpoints import load_agent
 from agents.evaluate import EvaluationResult, bootstrap_ci, evaluate_policy
 
@@ -96,6 +96,8 @@ def oracle_result(outcomes: dict[str, np.ndarray], lam: float, tumour_type: np.n
 
 
 def subset(result: EvaluationResult, mask: np.ndarray) -> EvaluationResult:
+    """The patients of ``mask`` (one cohort's; tiled over pooled seeds)."""
+    mask = np.tile(mask, result.n_patients // mask.size)
     per_patient = {k: v[mask] for k, v in result.per_patient.items()}
     return EvaluationResult(result.env_id, result.policy_name, int(mask.sum()), result.seed, per_patient,
                             bootstrap_ci(per_patient))
@@ -107,14 +109,24 @@ def goal_rows(results: list[EvaluationResult], conventional: EvaluationResult, a
               "goal met (+23.4 % and -18.7 %, CIs exclude 0) | response vs adaptive | SAE vs adaptive |"),
              "|---|---:|---:|---:|---:|---:|---|---:|---:|"]
     for r in results:
-        resp = relative_change(r, conventional, "objective_response")
-        sae = relative_change(r, conventional, "serious_adverse_event")
+        reference, rule = tiled(conventional, r.n_patients), tiled(adaptive, r.n_patients)
+        resp = relative_change(r, reference, "objective_response")
+        sae = relative_change(r, reference, "serious_adverse_event")
         met = resp[0] >= GOAL_RESPONSE and sae[0] <= GOAL_SAE and resp[1] > 0 and sae[2] < 0
-        vs = [relative_change(r, adaptive, k) for k in ("objective_response", "serious_adverse_event")]
+        vs = [relative_change(r, rule, k) for k in ("objective_response", "serious_adverse_event")]
         lines.append(f"| {r.policy_name} | {r.n_patients} | {r.metrics['objective_response'].mean:.3f} | "
                      f"{r.metrics['serious_adverse_event'].mean:.3f} | {_pct(resp)} | {_pct(sae)} | "
                      f"{'MET' if met else 'missed'} | {_pct(vs[0])} | {_pct(vs[1])} |")
     return lines
+
+
+def tiled(reference: EvaluationResult, n_patients: int) -> EvaluationResult:
+    """``reference`` repeated to ``n_patients`` (several training seeds pooled on the same cohort)."""
+    if n_patients == reference.n_patients:
+        return reference
+    if n_patients % reference.n_patients:
+        raise ValueError(f"{n_patients} patients is not a whole number of {reference.n_patients}-patient cohorts")
+    return pooled([reference] * (n_patients // reference.n_patients), reference.policy_name)
 
 
 def _pct(change: tuple[float, float, float]) -> str:
@@ -160,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="pkdose study", description=__doc__.splitlines()[0],
                                 epilog=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--policy", action="append", default=[], metavar="NAME=ZIP",
-                   help="a trained SB3 policy of the v1 id (repeatable)")
+                   help="a trained SB3 policy of the v1 id (repeatable; the same NAME for several training seeds "
+                        "pools them into one row, each seed on the same cohort)")
     p.add_argument("--patients", type=int, default=PUBLISHED_COHORT, help="held-out cohort (default 2847)")
     p.add_argument("--oracle-lambdas", type=float, nargs="*", default=[0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0],
                    help="trade-offs of the oracle front (none: skip the oracle)")
@@ -181,9 +194,12 @@ def main(argv: list[str] | None = None) -> int:
                                    **kw)
     adaptive = evaluate_policy(ENV_ID, AdaptiveRulePolicy(ENV_ID), policy_name="adaptive clinical rule", **kw)
     agents = []
-    for name, path in policies:
-        model, _ = load_agent(Path(path), expected_env_id=ENV_ID)
-        agents.append(evaluate_policy(ENV_ID, SB3Policy(model), policy_name=name, **kw))
+    for name in dict.fromkeys(name for name, _ in policies):  # a name given several times: seeds, pooled
+        runs = []
+        for path in (path for other, path in policies if other == name):
+            model, _ = load_agent(Path(path), expected_env_id=ENV_ID)
+            runs.append(evaluate_policy(ENV_ID, SB3Policy(model), policy_name=name, **kw))
+        agents.append(runs[0] if len(runs) == 1 else pooled(runs, f"{name} ({len(runs)} seeds pooled)"))
     tumour_type = conventional.per_patient["tumour_type"]
     front = []
     if args.oracle_lambdas:
