@@ -38,6 +38,7 @@ from pk_envs.rewards import (
     RESPONSE_CAP,
     combination_objectives,
 )
+from pk_envs.task import StepResult
 from vae_simulator.covariates import COVARIATE_NAMES, Covariates, draw_covariate_row
 from vae_simulator.exposure import IntervalExposure
 from vae_simulator.groundtruth.carboplatin import (
@@ -349,7 +350,7 @@ class CombinationTask:
         return TumourParameters.from_normals(eta, self.iiv_scale, interaction_l2_umol2_h=self.interaction)
 
     # ------------------------------------------------------------------ step
-    def advance(self, c: Cohort, rows: np.ndarray, doses: np.ndarray, clipped: np.ndarray) -> dict:
+    def advance(self, c: Cohort, rows: np.ndarray, doses: np.ndarray, clipped: np.ndarray) -> StepResult:
         """Give ``rows`` their next cycle (doses ``(n, 2)`` mg/m2 and AUC); returns objectives, flags and info."""
         self.check_running(c, rows)
         k = c.given[rows]
@@ -366,8 +367,7 @@ class CombinationTask:
         objectives = combination_objectives(out["log_size_ratio"], out["grade"], out["grade4_days"],
                                             out["progressed"])
         info = {**self.cycle_info(pk, out, objectives), **self.patient_info(c, rows)}
-        return {"objectives": objectives, "terminated": out["progressed"], "truncated": k + 1 >= self.n_cycles,
-                "info": info}
+        return StepResult(objectives, out["progressed"], k + 1 >= self.n_cycles, info)
 
     def check_running(self, c: Cohort, rows: np.ndarray) -> None:
         if np.any(c.given[rows] >= self.n_cycles) or np.any(c.progressed[rows]):

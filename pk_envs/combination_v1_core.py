@@ -42,6 +42,7 @@ from pk_envs.rewards import (
     RESPONSE_BONUS,
     multimodal_objectives,
 )
+from pk_envs.task import StepResult
 from vae_simulator.covariates import draw_covariate_row
 from vae_simulator.groundtruth.pd import (
     FribergParameters,
@@ -196,7 +197,7 @@ class MultimodalCombinationTask(CombinationTask):
             getattr(c, key)[rows] = 0
 
     # ------------------------------------------------------------------ step
-    def advance(self, c: MultimodalCohort, rows: np.ndarray, doses: np.ndarray, clipped: np.ndarray) -> dict:
+    def advance(self, c: MultimodalCohort, rows: np.ndarray, doses: np.ndarray, clipped: np.ndarray) -> StepResult:
         self.check_running(c, rows)
         k = c.given[rows]
         delay_weeks = self.delay_until_recovered(c, rows, k) if self.cycle_delays else np.zeros(rows.size, np.int64)
@@ -238,8 +239,7 @@ class MultimodalCombinationTask(CombinationTask):
                 "neuropathy_grade": neuropathy_after, "severe_neuropathy": severe_neuropathy,
                 "serious_adverse_event": serious, "first_objective_response": first_response,
                 "delay_weeks": delay_weeks, **self.patient_info(c, rows)}
-        return {"objectives": objectives, "terminated": out["progressed"], "truncated": k + 1 >= self.n_cycles,
-                "info": info}
+        return StepResult(objectives, out["progressed"], k + 1 >= self.n_cycles, info)
 
     def delay_until_recovered(self, c: MultimodalCohort, rows: np.ndarray, k: np.ndarray) -> np.ndarray:
         """The clinic's retreatment rule before cycles 2+: drug-free weeks (PD integrated, counts re-checked

@@ -28,6 +28,7 @@ from pk_envs._common import (
 )
 from pk_envs.rewards import interval_objectives
 from pk_envs.single_drug_core import OBS_CAP, SPECS
+from pk_envs.task import StepResult
 from vae_simulator.covariates import Covariates
 from vae_simulator.ct_simulator import CTPatientSimulator, EventSimulator, EventState
 from vae_simulator.exposure import profile_exposure
@@ -280,7 +281,7 @@ class RegimenTask:
             getattr(c, key)[rows] = 0
         c.level_drawn[rows], c.event[rows] = False, False
 
-    def advance(self, c: RegimenCohort, rows: np.ndarray, decoded: np.ndarray, clipped: np.ndarray) -> dict:
+    def advance(self, c: RegimenCohort, rows: np.ndarray, decoded: np.ndarray, clipped: np.ndarray) -> StepResult:
         """Give ``rows`` their dose now, run to the next dose time, draw the level if asked."""
         k = c.given[rows]
         if np.any(k >= self.horizon) or np.any(c.event[rows]) or np.any(c.time_h[rows] >= self.spec.course_h):
@@ -319,13 +320,13 @@ class RegimenTask:
         else:
             objectives = np.stack([efficacy, -toxicity, -self.level_cost * levels], axis=1)
         truncated = (end >= self.spec.course_h - 1e-9) | beyond_gap | (k + 1 >= self.horizon)
-        return {"objectives": objectives, "terminated": event, "truncated": truncated & ~event,
-                "info": {"dose_mg": dose, "interval_h": duration, "infusion_h": infusion, "level_drawn": drawn,
-                         "level_mg_l": np.where(drawn, measured[:, 0], 0.0), "level_blq": drawn & blq[:, 0],
-                         "exposure": exposure,
-                         "efficacy": efficacy, "toxicity": toxicity, "objectives": objectives, "event": event,
-                         "event_risk": hazard, "peak_mg_l": peak, "trough_mg_l": conc[:, -1], "clipped": clipped,
-                         "beyond_trained_gap": beyond_gap, **self.patient_info(c, rows)}}
+        return StepResult(objectives, event, truncated & ~event,
+                          {"dose_mg": dose, "interval_h": duration, "infusion_h": infusion, "level_drawn": drawn,
+                           "level_mg_l": np.where(drawn, measured[:, 0], 0.0), "level_blq": drawn & blq[:, 0],
+                           "exposure": exposure,
+                           "efficacy": efficacy, "toxicity": toxicity, "objectives": objectives, "event": event,
+                           "event_risk": hazard, "peak_mg_l": peak, "trough_mg_l": conc[:, -1], "clipped": clipped,
+                           "beyond_trained_gap": beyond_gap, **self.patient_info(c, rows)})
 
     def rewards(self, objectives: np.ndarray) -> np.ndarray:
         """``(n, 3)`` float32 vectors, or ``(n,)`` ``w0 * efficacy - w1 * toxicity - level_cost * levels``."""

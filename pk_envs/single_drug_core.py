@@ -32,6 +32,7 @@ from pk_envs._common import (
     scaled_covariates,
 )
 from pk_envs.rewards import LogisticRisk, interval_objectives
+from pk_envs.task import StepResult
 from vae_simulator.exposure import IntervalExposure
 from vae_simulator.groundtruth import SINGLE_DRUGS
 from vae_simulator.interface import PatientSimulator
@@ -301,7 +302,7 @@ class SingleDrugTask:
             getattr(c, key)[rows] = 0
         c.missing[rows], c.event[rows] = False, False
 
-    def advance(self, c: Cohort, rows: np.ndarray, doses_mg: np.ndarray, clipped: np.ndarray) -> dict:
+    def advance(self, c: Cohort, rows: np.ndarray, doses_mg: np.ndarray, clipped: np.ndarray) -> StepResult:
         """Give ``rows`` their next dose; returns the step's arrays for those rows (objectives, flags, info)."""
         sim, k = self.sim, c.given[rows]
         if np.any(k >= self.horizon) or np.any(c.event[rows]):
@@ -329,32 +330,32 @@ class SingleDrugTask:
         c.start_mg_l[rows], c.given[rows], c.event[rows] = conc[:, -1], k + 1, event
         c.clip_count[rows] += clipped
         objectives = np.stack([efficacy, -toxicity], axis=1)
-        return {"objectives": objectives, "terminated": event, "truncated": k + 1 >= self.horizon,
-                "info": {"dose_mg": doses_mg, "exposure": exposure, "efficacy": efficacy, "toxicity": toxicity,
-                         "objectives": objectives, "event": event, "event_risk": hazard, "peak_mg_l": peak,
-                         "conc_mg_l": conc, "samples_mg_l": c.samples_mg_l[rows, k], "sample_missing": missing,
-                         "clipped": clipped, "beyond_trained_gap": np.zeros(len(rows), bool),
-                         **self.patient_info(c, rows)}}
+        return StepResult(objectives, event, k + 1 >= self.horizon,
+                          {"dose_mg": doses_mg, "exposure": exposure, "efficacy": efficacy, "toxicity": toxicity,
+                           "objectives": objectives, "event": event, "event_risk": hazard, "peak_mg_l": peak,
+                           "conc_mg_l": conc, "samples_mg_l": c.samples_mg_l[rows, k], "sample_missing": missing,
+                           "clipped": clipped, "beyond_trained_gap": np.zeros(len(rows), bool),
+                         **self.patient_info(c, rows)})
 
     def _beyond_trained_gap(self, c: Cohort, rows: np.ndarray, doses_mg: np.ndarray, clipped: np.ndarray,
-                            beyond: np.ndarray) -> dict:
+                            beyond: np.ndarray) -> StepResult:
         """Step ``rows``, of which ``beyond`` hold a dose the simulator was not trained to hold: those
         are not simulated; their episode is truncated with zero objectives and nothing observed."""
         out = self.advance(c, rows[~beyond], doses_mg[~beyond], clipped[~beyond]) if (~beyond).any() else None
         c.clip_count[rows[beyond]] += clipped[beyond]
         n, g, m = len(rows), self.grid_h.size, self.monitor_h.size
-        result = {"objectives": np.zeros((n, 2)), "terminated": np.zeros(n, bool), "truncated": beyond.copy(),
-                  "info": {"dose_mg": doses_mg.copy(), "exposure": np.zeros(n), "efficacy": np.zeros(n),
+        result = StepResult(np.zeros((n, 2)), np.zeros(n, bool), beyond.copy(),
+                            {"dose_mg": doses_mg.copy(), "exposure": np.zeros(n), "efficacy": np.zeros(n),
                            "toxicity": np.zeros(n), "objectives": np.zeros((n, 2)), "event": np.zeros(n, bool),
                            "event_risk": np.zeros(n), "peak_mg_l": np.zeros(n), "conc_mg_l": np.zeros((n, g)),
                            "samples_mg_l": np.zeros((n, m)), "sample_missing": np.ones((n, m), bool),
-                           "clipped": clipped.copy(), "beyond_trained_gap": beyond.copy(), **self.patient_info(c, rows)}}
+                           "clipped": clipped.copy(), "beyond_trained_gap": beyond.copy(), **self.patient_info(c, rows)})
         if out is not None:  # the simulated rows' results in their places
             ok = ~beyond
-            for key in ("objectives", "terminated", "truncated"):
-                result[key][ok] = out[key]
-            for key, value in out["info"].items():
-                result["info"][key][ok] = value
+            for mine, theirs in zip(result[:3], out[:3]):
+                mine[ok] = theirs
+            for key, value in out.info.items():
+                result.info[key][ok] = value
         return result
 
     def rewards(self, objectives: np.ndarray) -> np.ndarray:

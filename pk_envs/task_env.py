@@ -1,6 +1,7 @@
 """The single-patient Gymnasium environment shared by the single-drug and combination envs.
 
-A *task* (``SingleDrugTask``, ``CombinationTask``) holds the batched dynamics; this class runs it
+A *task* (a :class:`~pk_envs.task.Task`: ``SingleDrugTask``, ``RegimenTask``, ``CombinationTask``)
+holds the batched dynamics; this class runs it
 for one patient (a batch of one), so the single environment and the native vector environment
 (:class:`~pk_envs.task_vector.TaskVectorEnv`) execute the same code. All randomness of an episode
 is drawn at reset from ``self.np_random``.
@@ -14,15 +15,18 @@ import gymnasium as gym
 import numpy as np
 
 from pk_envs._common import check_render_mode, first_row
+from pk_envs.task import Task
 
 
-class TaskEnv(gym.Env):
+class TaskEnv(gym.Env[np.ndarray, Any]):
     """One patient's episode of a task; subclasses build the task and give two hooks."""
 
     #: An id shown in the render warning, e.g. ``"PKDose/Vancomycin-v0"``.
     example_id = "PKDose/Vancomycin-v0"
 
-    def _setup(self, task, render_mode: str | None) -> None:
+    task: Task
+
+    def _setup(self, task: Task, render_mode: str | None) -> None:
         self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
         self.task = task
         self.action_space = task.actions.space
@@ -59,10 +63,9 @@ class TaskEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         doses, clipped = self._to_doses(action)
         out = self.task.advance(self._cohort, self._rows, doses, clipped)
-        reward = self.task.rewards(out["objectives"])[0]
+        reward = self.task.rewards(out.objectives)[0]
         reward = reward if self.task.vector_reward else float(reward)
-        return (self._observation(), reward, bool(out["terminated"][0]), bool(out["truncated"][0]),
-                first_row(out["info"]))
+        return self._observation(), reward, bool(out.terminated[0]), bool(out.truncated[0]), first_row(out.info)
 
     def _observation(self) -> np.ndarray:
         return self.task.observations(self._cohort)[0]

@@ -1,6 +1,6 @@
 """The natively batched vector environment shared by the single-drug and combination envs.
 
-A *task* (``SingleDrugTask``, ``CombinationTask``) holds the batched dynamics; this class turns it
+A *task* (a :class:`~pk_envs.task.Task`) holds the batched dynamics; this class turns it
 into a Gymnasium ``VectorEnv`` that reproduces ``SyncVectorEnv`` of N single environments exactly:
 sub-environment ``i`` has its own generator, seeded ``seed + i`` as SyncVectorEnv seeds its
 sub-environments, and draws its episode's random numbers at reset in the single environment's
@@ -25,6 +25,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from pk_envs._common import batched_options, check_int_in, check_render_mode, scatter_rows, with_masks
+from pk_envs.task import Task
 
 
 class TaskVectorEnv(VectorEnv):
@@ -41,7 +42,9 @@ class TaskVectorEnv(VectorEnv):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4,  # noqa: RUF012 (Gymnasium convention)
                 "autoreset_mode": AutoresetMode.NEXT_STEP}
 
-    def _setup(self, num_envs: int, task, task_horizon: int, max_episode_steps: int | None,
+    task: Task
+
+    def _setup(self, num_envs: int, task: Task, task_horizon: int, max_episode_steps: int | None,
                render_mode: str | None, autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP) -> None:
         self.num_envs = check_int_in("num_envs", num_envs, 1)
         modes = (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP)
@@ -119,14 +122,14 @@ class TaskVectorEnv(VectorEnv):
         infos: dict[str, Any] = {}
         if active.size:
             out = self.task.advance(self._cohort, active, doses[active], clipped[active])
-            rewards[active] = self.task.rewards(out["objectives"])
-            terminated[active] = out["terminated"]
-            truncated[active] = out["truncated"] | (self._cohort.given[active] >= self.horizon)
-            step_info = {k: v for k, v in out["info"].items() if k not in self.task.PATIENT_KEYS}
+            rewards[active] = self.task.rewards(out.objectives)
+            terminated[active] = out.terminated
+            truncated[active] = out.truncated | (self._cohort.given[active] >= self.horizon)
+            step_info = {k: v for k, v in out.info.items() if k not in self.task.PATIENT_KEYS}
             infos = with_masks(scatter_rows(step_info, active, n), ~resetting)
         ended = terminated | truncated
         if self.autoreset_mode == AutoresetMode.SAME_STEP and ended.any():
-            infos = self._restart_ended(ended, out["info"])
+            infos = self._restart_ended(ended, out.info)
         else:
             self._autoreset = ended
         infos.update(with_masks(self.task.patient_info(self._cohort, np.arange(n)), np.ones(n, dtype=bool)))

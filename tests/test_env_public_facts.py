@@ -27,3 +27,19 @@ def test_observation_names_and_reward_weights_are_public(env_id):
         assert env.cycle_h == 504.0 and env.n_cycles == gym.spec(env_id).max_episode_steps
     else:
         assert env.course_intervals == gym.spec(env_id).max_episode_steps and env.concentration_scale_mg_l > 0
+
+
+@pytest.mark.parametrize("env_id", ["PKDose/Vancomycin-v0", "PKDose/Vancomycin-Regimen-v0",
+                                    "PKDose/PaclitaxelCarboplatin-v0", "PKDose/PaclitaxelCarboplatin-v1"])
+def test_every_task_family_implements_the_task_protocol(env_id):
+    from pk_envs.task import StepResult, Task
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        env = gym.make(env_id).unwrapped
+    assert isinstance(env.task, Task)
+    env.reset(seed=0)
+    cohort, rows = env._cohort, np.array([0])
+    doses, clipped = env._to_doses(env.action_space.sample())
+    out = env.task.advance(cohort, rows, doses, clipped)
+    assert isinstance(out, StepResult) and out.objectives.shape[0] == 1 and isinstance(out.info, dict)
