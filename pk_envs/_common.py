@@ -91,10 +91,10 @@ class DoseActions:
     def discrete(self) -> bool:
         return self.levels_mg is not None
 
-    def to_mg(self, actions, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def to_doses(self, actions, n: int) -> tuple[np.ndarray, np.ndarray]:
         """``n`` actions (any shape holding exactly ``n`` values) -> ``(doses mg (n,), clipped (n,))``."""
         if self.discrete:
-            return self._discrete_to_mg(actions, n)
+            return self._discrete_to_doses(actions, n)
         try:
             values = np.asarray(actions, dtype=float)
         except (TypeError, ValueError):
@@ -113,11 +113,11 @@ class DoseActions:
                         f"info['clip_count']; warned once)")
         return (np.clip(values, -1.0, 1.0) + 1.0) * 0.5 * self.dose_max_mg, clipped
 
-    def _discrete_to_mg(self, actions, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def _discrete_to_doses(self, actions, n: int) -> tuple[np.ndarray, np.ndarray]:
         values = check_discrete_actions(actions, n, self.levels_mg.size, self.space, "dose level")
         return self.levels_mg[values], np.zeros(n, dtype=bool)
 
-    def from_mg(self, dose_mg: float) -> np.ndarray | int:
+    def from_doses(self, dose_mg: float) -> np.ndarray | int:
         """The action closest to ``dose_mg`` (for baselines such as the label dose)."""
         dose = float(np.clip(check_finite_at_least("dose_mg", dose_mg), 0.0, self.dose_max_mg))
         if self.discrete:

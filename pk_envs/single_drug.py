@@ -246,12 +246,16 @@ class SingleDrugEnv(TaskEnv):
         """The drug's practical dose step (vial or tablet), mg: the spacing of the discrete levels."""
         return float(self.task.spec.dose_step_mg)
 
-    def dose_to_action(self, dose_mg: float):
-        """The action nearest ``dose_mg`` (mg), e.g. for the label dose in ``info["standard_dose_mg"]``."""
-        return self.task.actions.from_mg(dose_mg)
+    def doses_to_action(self, dose_mg: float):
+        """The action nearest ``dose_mg`` (mg), e.g. for the label dose in ``info["standard_dose_mg"]``
+        (the name every family uses: the combination's ``doses_to_action(mg/m2, AUC)``)."""
+        return self.task.actions.from_doses(dose_mg)
+
+    #: the single-drug name of :meth:`doses_to_action` (a single-drug env is recognised by it)
+    dose_to_action = doses_to_action
 
     def _to_doses(self, action):
-        return self.task.actions.to_mg(action, 1)
+        return self.task.actions.to_doses(action, 1)
 
     def _render_image(self) -> np.ndarray:
         return self.task.render(self._cohort, 0)

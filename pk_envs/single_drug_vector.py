@@ -43,7 +43,7 @@ class SingleDrugVectorEnv(TaskVectorEnv):
         return self.task.target
 
     def _to_doses(self, actions, n: int):
-        return self.task.actions.to_mg(actions, n)
+        return self.task.actions.to_doses(actions, n)
 
     def _render_one(self, index: int):
         return self.task.render(self._cohort, index)

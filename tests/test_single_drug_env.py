@@ -176,7 +176,7 @@ def _episode_returns(envs, policy: str, steps: int) -> np.ndarray:
     elif policy == "max":
         actions = np.ones((envs.num_envs, 1), np.float32)
     else:
-        actions = np.stack([task.actions.from_mg(d) for d in info["standard_dose_mg"]])
+        actions = np.stack([task.actions.from_doses(d) for d in info["standard_dose_mg"]])
     total, alive = np.zeros(envs.num_envs), np.ones(envs.num_envs, dtype=bool)
     for _ in range(steps):
         obs, reward, terminated, truncated, info = envs.step(actions)
