@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="trade-offs of the oracle front (none: skip the oracle)")
     p.add_argument("--out", type=Path, default=Path("reports/combination_v1"))
     p.add_argument("--no-progress", action="store_true")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
     if args.patients < 10:
         p.error(f"--patients must be >= 10, got {args.patients}")
@@ -207,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         front = [oracle_result(outcomes, lam, tumour_type) for lam in args.oracle_lambdas]
     everyone = [conventional, adaptive, *agents, *front]
     sections = [f"# {ENV_ID}: the combination study\n",
-                (f"Command: `python -m agents.combination_study {' '.join(argv or [])}`. Held-out cohort: "
+                (f"Command: `pkdose study {' '.join(argv)}`. Held-out cohort: "
                 f"{args.patients} virtual patients (seeds {STUDY_SEED}..{STUDY_SEED + args.patients - 1}). "
                 "SAE = any of grade 4 neutropenia, febrile neutropenia, grade 4 thrombocytopenia, severe neuropathy. "
                 "Relative changes are paired (same patients) with percentile-bootstrap 95 % CIs. The oracle picks, "

@@ -16,6 +16,7 @@ policy does things the tree cannot say.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patients", type=int, default=1000, help="patients whose decisions are recorded (default 1000)")
     p.add_argument("--max-depth", type=int, default=3, help="depth of each tree (default 3)")
     p.add_argument("--out", type=Path, default=Path("reports/combination_v1"))
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
     if args.patients < 20:
         p.error(f"--patients must be >= 20, got {args.patients}")
@@ -147,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     result = distill(decisions, args.max_depth)
     args.out.mkdir(parents=True, exist_ok=True)
     lines = ["# What the policy does, as two decision trees\n", (f"Policy: `{args.policy}`; command: "
-             f"`python -m agents.distill {' '.join(argv or [])}`.\n"), *report(decisions, result),
+             f"`pkdose distill {' '.join(argv)}`.\n"), *report(decisions, result),
              "\n![policy trees](policy_tree.png)\n"]
     (args.out / "policy_tree.md").write_text("\n".join(lines) + "\n")
     plot_trees(result, decisions["names"], args.out / "policy_tree.png")
