@@ -250,3 +250,22 @@ def test_environment_concentrations_equal_the_reference_simulator(vancomycin, mo
         np.testing.assert_allclose(info["conc_mg_l"], conc[0], rtol=rtol, atol=1e-6)
         if terminated or truncated:
             break
+
+
+def test_single_chain_kernel_equals_the_multi_chain_kernel_with_one_chain():
+    """v0's neutrophil-only loop and v1's any-number-of-chains loop are the same arithmetic."""
+    from vae_simulator.groundtruth.pd import integrate_chains
+
+    rng = np.random.default_rng(4)
+    n = 5
+    anc = FribergParameters.sample(n, rng)
+    tum = TumourParameters.sample(n, rng)
+    raw = [np.stack([getattr(p, f.name) for f in fields(p)], axis=1) for p in (anc, tum)]
+    times = np.arange(0.0, 505.0, 6.0)
+    conc_a = np.abs(rng.normal(0.2, 0.1, (n, times.size)))
+    conc_b = np.abs(rng.normal(2.0, 1.0, (n, times.size)))
+    state, tumour_state = friberg.steady_state(anc), tumour.initial_state(tum)
+    single = integrate_cycle(state, tumour_state, times, conc_a, conc_b, *raw)
+    chains = integrate_chains(state[:, None], tumour_state, times, conc_a, conc_b, raw[0][:, None], raw[1])
+    np.testing.assert_array_equal(single[0], chains[0][:, 0])
+    np.testing.assert_array_equal(single[1], chains[1])

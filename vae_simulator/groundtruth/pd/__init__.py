@@ -35,7 +35,7 @@ from dataclasses import fields
 import numpy as np
 
 from vae_simulator.groundtruth.pd import friberg, grading, tumour
-from vae_simulator.groundtruth.pd._compiled import kernel_parameters, rk4_friberg_tumour
+from vae_simulator.groundtruth.pd._compiled import kernel_parameters, rk4_chains_tumour, rk4_friberg_tumour
 from vae_simulator.groundtruth.pd._statespace import refine_grid, rk4_coupled
 from vae_simulator.groundtruth.pd.friberg import FribergParameters, FribergPopulation
 from vae_simulator.groundtruth.pd.grading import Recist
@@ -98,9 +98,20 @@ def integrate_cycle(anc_state0: np.ndarray, tumour_state0: np.ndarray, times_h: 
 
     A result that is not finite (which valid inputs never give) raises rather than propagating.
     """
-    chains, sld = integrate_chains(anc_state0[:, None, :], tumour_state0, times_h, conc_a_umol_l, conc_b_umol_l,
-                                   anc_params[:, None, :], tumour_params, max_step_h)
-    return chains[:, 0], sld
+    slope_a, slope_b = anc_params[:, 3], anc_params[:, 4]
+    y_anc = anc_state0.copy()
+    y_anc[:, 0] = np.log(np.maximum(anc_state0[:, 0], np.finfo(float).tiny))
+    y_tumour = tumour_state0.copy()
+    y_tumour[:, tumour.SIZE] = np.log(tumour_state0[:, tumour.SIZE])
+    effect = slope_a[:, None] * conc_a_umol_l + slope_b[:, None] * conc_b_umol_l
+    n, t = y_anc.shape[0], times_h.size
+    anc, sld = np.empty((n, 5, t)), np.empty((n, 4, t))
+    params = kernel_parameters(anc_params[:, None, :], tumour_params, friberg.FEEDBACK_CIRC_FLOOR_E9_L)
+    rk4_friberg_tumour(y_anc, y_tumour, times_h, effect, conc_a_umol_l, conc_b_umol_l, params, float(max_step_h),
+                       anc, sld)
+    if not (np.isfinite(anc[:, :, -1]).all() and np.isfinite(sld[:, :, -1]).all()):
+        raise FloatingPointError("the PD integration gave a non-finite state; its inputs were not valid")
+    return friberg.finish(anc), tumour.finish(sld)
 
 
 def integrate_chains(chain_states0: np.ndarray, tumour_state0: np.ndarray, times_h: np.ndarray,
@@ -121,8 +132,8 @@ def integrate_chains(chain_states0: np.ndarray, tumour_state0: np.ndarray, times
     n, n_chains, t = y_chains.shape[0], y_chains.shape[1], times_h.size
     chains, sld = np.empty((n, n_chains, 5, t)), np.empty((n, 4, t))
     params = kernel_parameters(chain_params, tumour_params, friberg.FEEDBACK_CIRC_FLOOR_E9_L)
-    rk4_friberg_tumour(y_chains, y_tumour, times_h, effect, conc_a_umol_l, conc_b_umol_l, params, float(max_step_h),
-                       chains, sld)
+    rk4_chains_tumour(y_chains, y_tumour, times_h, effect, conc_a_umol_l, conc_b_umol_l, params, float(max_step_h),
+                      chains, sld)
     if not (np.isfinite(chains[..., -1]).all() and np.isfinite(sld[:, :, -1]).all()):
         raise FloatingPointError("the PD integration gave a non-finite state; its inputs were not valid")
     chains[:, :, 0, :] = np.exp(chains[:, :, 0, :])
