@@ -176,7 +176,7 @@ def test_report_command_runs_end_to_end_on_the_toy_model(toy_weights, tmp_path, 
     assert main(args) == 0
     report = (out / "report.md").read_text()
     assert str(tmp_path) not in report and "/tmp" not in report
-    assert ("`python -m vae_simulator.validate --drug test-1cmt --weights-dir weights --patients 60 "
+    assert ("`pkdose validate --drug test-1cmt --weights-dir weights --patients 60 "
             "--fit-patients 8 --mipd-patients 30 --draws 20 --out reports/toy --no-progress`") in report
     summary = next(line for line in report.splitlines() if line.startswith("| test-1cmt |"))
     assert "(ref. " in summary  # the true-model MAP reference of the sparse prediction
