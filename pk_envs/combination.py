@@ -112,7 +112,7 @@ class PaclitaxelCarboplatinEnv(TaskEnv):
     conventional -2.5, no drug -4.7 (-2.3 +- 0.3), maximal -5.6 (-3.1 +- 0.3), fixed 80 % -2.8
     (-0.3 +- 0.1), standard without reductions -3.6 (-1.1 +- 0.2); first-cycle median AUCs
     under conventional dosing 16.0 (paclitaxel) and 319 (carboplatin) umol*h/L against 15.8
-    and 316 on the ground truth. `tests/test_combination_env.py` checks the ordering on 50
+    and 316 on the ground truth. `tests/pk_envs/test_combination_env.py` checks the ordering on 50
     seeded patients (ground truth, and the shipped PK-VAEs when present).
 
     ## Starting State

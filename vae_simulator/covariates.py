@@ -223,7 +223,7 @@ def draw_covariate_row(rng: np.random.Generator, sex: float | None = None) -> np
     The environments draw every new patient from its own sub-environment's generator, one at a time;
     there the array version's per-call overhead on 1-element arrays dominated a reset. Scalar
     arithmetic follows the array version operation by operation (numpy ufuncs for ``exp`` and the
-    powers, so that the bits agree; ``tests/test_foundation.py`` checks equality); the values are in
+    powers, so that the bits agree; ``tests/vae_simulator/test_foundation.py`` checks equality); the values are in
     the physiological ranges by construction (sampling bounds inside them), so no validation pass.
 
     ``sex`` (1 male, 0 female) fixes the sex instead of drawing it (one uniform fewer per attempt),

@@ -13,7 +13,7 @@ torch, reorganised as the interval-grid decoder's :class:`~vae_simulator.simulat
 * float32, the precision the decoder was trained in; concentrations are returned in float64.
 
 Results equal the torch decoder over the whole history (:class:`~vae_simulator.vae.ct_model.CTDecoder`)
-within float32 rounding (``tests/test_ct_simulator.py``).
+within float32 rounding (``tests/vae_simulator/test_ct_simulator.py``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ An environment may call on a patient simulator exactly what :class:`PatientSimul
 nothing else; anything that implements it (the PK-VAE :class:`~vae_simulator.simulator.PKSimulator`,
 the mechanistic :class:`~vae_simulator.groundtruth_simulator.GroundTruthCycleSimulator`) can run
 an environment. ``isinstance(sim, PatientSimulator)`` checks that the members exist (not their
-signatures; the tests in ``tests/test_interface.py`` check those and the shapes).
+signatures; the tests in ``tests/vae_simulator/test_interface.py`` check those and the shapes).
 
 A simulator steps a batch of ``n`` patients one dosing interval at a time. Every patient carries
 a state array; within an interval the simulator gives concentrations on a fixed grid::

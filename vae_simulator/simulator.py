@@ -17,7 +17,7 @@ implements :class:`vae_simulator.interface.PatientSimulator`, the contract with 
 That is the reference path. The environments step :class:`DecoderStepper`, the same function
 reorganised for speed (per-patient inputs projected once per episode, float32 network,
 :func:`rowwise_matmul` so that a patient's numbers do not depend on the batch); it equals the
-reference within float rounding (``tests/test_fast_paths.py``).
+reference within float rounding (``tests/pk_envs/test_fast_paths.py``).
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ class DecoderStepper:
       the decoder was trained in and 3-4x faster in large batches). Concentrations are always
       computed in float64 from the network's output.
 
-    Results equal the reference within float rounding (``tests/test_fast_paths.py``: relative
+    Results equal the reference within float rounding (``tests/pk_envs/test_fast_paths.py``: relative
     1e-10 in float64; float32 as close as the torch decoder is to the reference, 2e-5).
     The state layout is the reference's: the GRU state, then the 'dosed yet' flag.
     """

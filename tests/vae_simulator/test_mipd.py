@@ -184,7 +184,7 @@ def test_good_base_table_is_accepted(tmp_path):
 
 
 def test_committed_vancomycin_example_is_valid():
-    path = Path(__file__).parent.parent / "examples" / "vancomycin_tdm.csv"
+    path = Path(__file__).resolve().parents[2] / "examples" / "vancomycin_tdm.csv"
     rules = DosingRules(drug="vancomycin", interval_h=12.0, infusion_h=1.0, dose_range_mg=(0.0, 4000.0),
                         lloq_mg_l=5.0, max_doses=9)
     histories = read_histories(path, rules)

@@ -15,7 +15,7 @@ from vae_simulator.generate import main as generate_main
 from vae_simulator.groundtruth import DRUGS
 from vae_simulator.population import PopulationData, simulate_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_population_summary_prints_every_drug(capsys):
