@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(path).is_file():
             p.error(f"policy {name!r}: no file {path}")
     args.out.mkdir(parents=True, exist_ok=True)
-    kw = {"n_patients": args.patients, "seed": STUDY_SEED}
+    kw = {"n_patients": args.patients, "seed": STUDY_SEED, "progress": not args.no_progress}
     conventional = evaluate_policy(ENV_ID, StandardDosingPolicy(ENV_ID), policy_name="conventional (label reductions)",
                                    **kw)
     adaptive = evaluate_policy(ENV_ID, AdaptiveRulePolicy(ENV_ID), policy_name="adaptive clinical rule", **kw)

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
+from tqdm.auto import tqdm
 
 from agents.baselines import Policy, check_env_id, reset_policy
 
@@ -115,7 +116,7 @@ def bootstrap_ci(values: dict[str, np.ndarray], n_bootstrap: int = 2000, seed: i
 def evaluate_policy(env_id: str, policy: Policy | Callable[[np.ndarray, dict], np.ndarray],
                     n_patients: int = 1000, seed: int = 0, num_envs: int = 250, *,
                     n_bootstrap: int = 2000, bootstrap_seed: int = 0, env_kwargs: dict | None = None,
-                    policy_name: str | None = None) -> EvaluationResult:
+                    policy_name: str | None = None, progress: bool = False) -> EvaluationResult:
     """Run ``n_patients`` seeded virtual patients once each under ``policy``; metrics with 95 % CIs.
 
     Args:
@@ -132,6 +133,7 @@ def evaluate_policy(env_id: str, policy: Policy | Callable[[np.ndarray, dict], n
         bootstrap_seed: seed of the bootstrap resampling.
         env_kwargs: extra constructor arguments for ``gym.make_vec`` (e.g. ``{"iiv_scale": 0.5}``).
         policy_name: label for tables (default ``repr(policy)``).
+        progress: a progress bar over the batches of patients.
 
     Raises:
         ValueError: unknown id, bad sizes or seeds, actions of the wrong shape.
@@ -146,8 +148,9 @@ def evaluate_policy(env_id: str, policy: Policy | Callable[[np.ndarray, dict], n
     n_envs = int(min(num_envs, n_patients))
     envs = gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="vector_entry_point", **(env_kwargs or {}))
     try:
-        batches = [_run_batch(envs, policy, [seed + start + i for i in range(n_envs)])
-                   for start in range(0, n_patients, n_envs)]
+        starts = tqdm(range(0, n_patients, n_envs), desc=f"evaluating {policy_name or 'policy'}", unit="batch",
+                      disable=not progress, leave=False)
+        batches = [_run_batch(envs, policy, [seed + start + i for i in range(n_envs)]) for start in starts]
     finally:
         envs.close()
     per_patient = {k: np.concatenate([b[k] for b in batches])[:n_patients] for k in batches[0]}

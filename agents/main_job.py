@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None, prog: str = "pkdose train") -> int:
     for name, policy in policies.items():
         print(f"Evaluating {name} on {args.eval_patients} held-out patients ...", flush=True)
         results.append(evaluate_policy(config.env_id, policy, n_patients=args.eval_patients, seed=TEST_SEED,
-                                       env_kwargs=config.env_kwargs, policy_name=name))
+                                       env_kwargs=config.env_kwargs, policy_name=name, progress=not args.no_progress))
     table = results_table(results)
     print("\n" + table + "\n")
 
