@@ -134,6 +134,17 @@ def one_cycle_concentrations(cov: Covariates, rng: np.random.Generator, paclitax
     return grid, c_pac, c_carbo
 
 
+def cohort_cycles(n: int, seed: int, regimens: list[tuple[float, float]]) -> tuple[np.ndarray, list]:
+    """The calibration cohort (``n`` patients of ``seed``) and one cycle's ``(paclitaxel, carboplatin)``
+    concentrations (umol/L) under each ``(mg/m2, AUC)`` regimen, the same patients (common random
+    numbers) in every regimen: ``(grid_h, [(c_pac, c_carbo), ...])``."""
+    rng = np.random.default_rng(seed)
+    cov = Covariates.sample(n, rng)
+    pk_seed = int(rng.integers(2**31))
+    runs = [one_cycle_concentrations(cov, np.random.default_rng(pk_seed), pac, auc) for pac, auc in regimens]
+    return runs[0][0], [(c_pac, c_carbo) for _, c_pac, c_carbo in runs]
+
+
 def repeat_cycles(grid: np.ndarray, c_pac: np.ndarray, c_carbo: np.ndarray, n_cycles: int,
                   n_untreated_cycles: int = 0, max_gap_h: float = 6.0) -> Exposure:
     """Repeat one cycle ``n_cycles`` times (module docstring), then ``n_untreated_cycles``
@@ -200,11 +211,7 @@ def median_time_to_progression_weeks(sizes_mm: np.ndarray) -> float:
 def calibrate(n: int = 2000, seed: int = 2024, target_grade34: float = TARGET_GRADE34_INCIDENCE,
               target_orr: float = TARGET_ORR) -> dict[str, float]:
     """Run the three calibrations (module docstring) and the cross-checks; returns the numbers."""
-    rng = np.random.default_rng(seed)
-    cov = Covariates.sample(n, rng)
-    pk_seed = int(rng.integers(2**31))
-    grid, pac175, carbo6 = one_cycle_concentrations(cov, np.random.default_rng(pk_seed), 175.0, 6.0)
-    _, pac200, _ = one_cycle_concentrations(cov, np.random.default_rng(pk_seed), 200.0, 0.0)
+    grid, ((pac175, carbo6), (pac200, _)) = cohort_cycles(n, seed, [(175.0, 6.0), (200.0, 0.0)])
     no_drug = np.zeros_like(carbo6)
     unit = unit_sensitivity_friberg(n, seed + 1)
     alone = repeat_cycles(grid, pac175, no_drug, PACLITAXEL_ALONE.n_cycles)

@@ -41,12 +41,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from vae_simulator.covariates import Covariates
 from vae_simulator.exposure import IntervalExposure
 from vae_simulator.groundtruth.pd import adverse_events, friberg, platelets, tumour, tumour_types
 from vae_simulator.groundtruth.pd.calibration import (
     _bisect_log,
-    one_cycle_concentrations,
+    cohort_cycles,
     repeat_cycles,
     run_calibration,
     tumour_sizes_at_assessments,
@@ -86,11 +85,7 @@ def grade3_thrombocytopenia(exposure, eta: np.ndarray, mtt_h: float, slope: floa
 
 def calibrate(n: int = 2000, seed: int = 2024) -> dict[str, float]:
     """Run the five calibrations (module docstring); returns the constants and achieved figures."""
-    rng = np.random.default_rng(seed)
-    cov = Covariates.sample(n, rng)
-    pk_seed = int(rng.integers(2**31))
-    grid, pac175, carbo6 = one_cycle_concentrations(cov, np.random.default_rng(pk_seed), 175.0, 6.0)
-    _, _, carbo5 = one_cycle_concentrations(cov, np.random.default_rng(pk_seed), 175.0, 5.0)
+    grid, ((pac175, carbo6), (_, carbo5)) = cohort_cycles(n, seed, [(175.0, 6.0), (175.0, 5.0)])
     no_drug = np.zeros_like(carbo6)
     conventional = repeat_cycles(grid, pac175, carbo6, GOG0209_CYCLES)
     carbo_alone = repeat_cycles(grid, no_drug, carbo6, 1, n_untreated_cycles=1)
