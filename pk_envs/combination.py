@@ -84,7 +84,8 @@ class PaclitaxelCarboplatinEnv(TaskEnv):
 
     ## Rewards
 
-    Each step returns the objectives of the cycle just given, from the true (simulated) patient:
+    Each step returns the objectives of the cycle just given, from the true (simulated) patient
+    (:func:`pk_envs.rewards.combination_objectives`):
 
     - response = `clip(10 * ln(SLD_start / SLD_end), -5, 5) - 3 * [RECIST PD at this cycle]`:
       10 per unit log-shrinkage of the tumour over the cycle (a 10 % shrinkage gives +1.05, a

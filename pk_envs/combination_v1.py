@@ -71,7 +71,7 @@ class PaclitaxelCarboplatinV1Env(PaclitaxelCarboplatinEnv):
 
     ## Rewards
 
-    `[response, -toxicity]`: response as v0 plus 3 at the assessment that finds the first objective
+    `[response, -toxicity]` (:func:`pk_envs.rewards.multimodal_objectives`): response as v0 plus 3 at the assessment that finds the first objective
     response (RECIST CR or PR; the mirror of v0's -3 on progression, as the published endpoints are
     response and progression); toxicity = v0's neutropenia cost + `(0, 0, 0, 0.25, 1)`
     by the cycle's worst CTCAE platelet grade + 1 per febrile neutropenia + 0.25 on reaching
