@@ -203,10 +203,7 @@ class MultimodalCombinationTask(CombinationTask):
         delay_weeks = self.delay_until_recovered(c, rows, k) if self.cycle_delays else np.zeros(rows.size, np.int64)
         pk = self.pk_cycle(c, rows, doses)
         responded_before = np.isin(c.best_response[rows], OBJECTIVE_RESPONSES)
-        chains, sld = integrate_chains(np.stack([c.anc_state[rows], c.platelet_state[rows]], axis=1),
-                                       c.tumour_state[rows], self.pd_times_h, *pk["conc_umol"],
-                                       np.stack([c.anc_params[rows], c.platelet_params[rows]], axis=1),
-                                       c.tumour_params[rows])
+        chains, sld = self.integrate(c, rows, self.pd_times_h, *pk["conc_umol"])
         plt_course = chains[:, 1, friberg.CIRC]
         c.platelet_state[rows] = np.maximum(chains[:, 1, :, -1], STATE_FLOOR)
         out = self.cycle_outcome(c, rows, k, chains[:, 0], sld, doses, pk["dose_mg"], clipped)
@@ -241,6 +238,14 @@ class MultimodalCombinationTask(CombinationTask):
                 "delay_weeks": delay_weeks, **self.patient_info(c, rows)}
         return StepResult(objectives, out["progressed"], k + 1 >= self.n_cycles, info)
 
+    @staticmethod
+    def integrate(c: MultimodalCohort, rows: np.ndarray, times_h: np.ndarray, conc_a_umol_l: np.ndarray,
+                  conc_b_umol_l: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Neutrophils, platelets (the two Friberg chains) and tumour of ``rows`` over ``times_h``."""
+        return integrate_chains(np.stack([c.anc_state[rows], c.platelet_state[rows]], axis=1), c.tumour_state[rows],
+                                times_h, conc_a_umol_l, conc_b_umol_l,
+                                np.stack([c.anc_params[rows], c.platelet_params[rows]], axis=1), c.tumour_params[rows])
+
     def delay_until_recovered(self, c: MultimodalCohort, rows: np.ndarray, k: np.ndarray) -> np.ndarray:
         """The clinic's retreatment rule before cycles 2+: drug-free weeks (PD integrated, counts re-checked
         with assay error) until the observed counts recover, at most :data:`MAX_DELAY_WEEKS`.
@@ -256,10 +261,7 @@ class MultimodalCombinationTask(CombinationTask):
                 break
             w = rows[waiting]
             zero = np.zeros((w.size, self.delay_times_h.size))
-            chains, sld = integrate_chains(np.stack([c.anc_state[w], c.platelet_state[w]], axis=1), c.tumour_state[w],
-                                           self.delay_times_h, zero, zero,
-                                           np.stack([c.anc_params[w], c.platelet_params[w]], axis=1),
-                                           c.tumour_params[w])
+            chains, sld = self.integrate(c, w, self.delay_times_h, zero, zero)
             c.anc_state[w] = np.maximum(chains[:, 0, :, -1], STATE_FLOOR)
             c.platelet_state[w] = np.maximum(chains[:, 1, :, -1], STATE_FLOOR)
             c.tumour_state[w] = sld[:, :, -1]

@@ -96,8 +96,8 @@ def rk4_friberg_tumour(anc0, tumour0, times, effect, conc_a, conc_b, params, max
             tumour_out[p, :, i + 1] = y[5:]
 
 
-#: kernel parameters per Friberg chain (``ktr, ln Circ0, gamma, floor``) and of the tumour model
-CHAIN_PARAMETERS, TUMOUR_PARAMETERS = 4, 6
+#: kernel parameters per Friberg chain (``ktr, ln Circ0, gamma, floor``; the tumour's six follow)
+CHAIN_PARAMETERS = 4
 CHAIN_STATES, TUMOUR_STATES = 5, 4
 
 
