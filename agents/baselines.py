@@ -167,10 +167,15 @@ class RandomPolicy:
 
 
 class SB3Policy:
-    """A Stable-Baselines3 model (PPO, SAC, ...) as a batched policy: ``model.predict(obs, deterministic)``.
+    """A Stable-Baselines3 model (PPO, SAC, RecurrentPPO, ...) as a batched policy.
+
+    Calls ``model.predict(obs, state, episode_start, deterministic)``; a recurrent model's LSTM
+    state is carried between calls and cleared by :meth:`reset` (the evaluator calls it before
+    each batch of new patients), so each patient's course starts from a fresh memory.
 
     Args:
-        model: anything with SB3's ``predict(observation, deterministic=...) -> (actions, state)``.
+        model: anything with SB3's ``predict(observation, state=None, episode_start=None,
+            deterministic=...) -> (actions, state)``.
         deterministic: use the mean / greedy action (evaluation) rather than sampling.
     """
 
@@ -179,12 +184,24 @@ class SB3Policy:
             raise ValueError(f"model must have a predict(observation, deterministic=...) method, got {model!r}")  # noqa: TRY004 (project convention)
         self.model = model
         self.deterministic = bool(deterministic)
+        self._state: Any = None
+        self._episode_start: np.ndarray | None = None
+
+    def reset(self, num_envs: int) -> None:
+        """Forget the recurrent state: the next call starts ``num_envs`` new courses."""
+        self._state = None
+        self._episode_start = np.ones(num_envs, dtype=bool)
 
     def __call__(self, observations: np.ndarray, infos: dict[str, Any]) -> np.ndarray:
-        actions, _ = self.model.predict(np.asarray(observations), deterministic=self.deterministic)
+        observations = np.asarray(observations)
+        if self._episode_start is None or len(self._episode_start) != len(observations):
+            self.reset(len(observations))
+        actions, self._state = self.model.predict(observations, state=self._state,
+                                                  episode_start=self._episode_start,
+                                                  deterministic=self.deterministic)
+        self._episode_start = np.zeros(len(observations), dtype=bool)
         return np.asarray(actions)
 
-    def __repr__(self) -> str:
         return f"SB3Policy({type(self.model).__name__}, deterministic={self.deterministic})"
 
 

@@ -25,15 +25,16 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from agents.config import check_algorithm
+from agents.config import POLICY_NAMES, check_algorithm
 
-ALGORITHM_CLASSES: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
+ALGORITHM_CLASSES: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC, "recurrent_ppo": RecurrentPPO}
 FORMAT = "pkdose-agent"
 #: Pickled SB3 entries that ``learn`` rebuilds itself (the rollout state): replaced by None.
-_REBUILT_BY_SB3 = ("_last_obs", "_last_episode_starts", "_last_original_obs", "ep_info_buffer",
+_REBUILT_BY_SB3 = ("_last_obs", "_last_episode_starts", "_last_original_obs", "_last_lstm_states", "ep_info_buffer",
                    "ep_success_buffer", "rollout_buffer_class", "replay_buffer_class", "lr_schedule")
 _REPLAY_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 
@@ -126,7 +127,7 @@ def _custom_objects(path: Path, algo: str, meta: dict[str, Any]) -> dict[str, An
     env = gym.make(meta["env_id"], **meta.get("env_kwargs", {}))
     hyper = meta.get("hyperparameters", {})
     known = {"observation_space": env.observation_space, "action_space": env.action_space,
-             "policy_class": ALGORITHM_CLASSES[algo].policy_aliases["MlpPolicy"],
+             "policy_class": ALGORITHM_CLASSES[algo].policy_aliases[POLICY_NAMES[algo]],
              "clip_range": hyper.get("clip_range", 0.2), "train_freq": hyper.get("train_freq", 1),
              **dict.fromkeys(_REBUILT_BY_SB3)}
     env.close()

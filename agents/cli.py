@@ -39,6 +39,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "calibrate-v1": ("vae_simulator.groundtruth.pd.calibration_v1",
                      "re-derive the multimodal combination patient's calibrated constants"),
     "benchmark": ("agents.benchmark", "PPO and SAC on PKDose ids against the clinical baselines"),
+    "sweep": ("agents.sweep", "a sweep of algorithms x envs x seeds on Ray Tune, locally or on a cluster"),
+    "leaderboard": ("agents.leaderboard", "the leaderboard of a sweep (rliable aggregates), with your own policy"),
     "study": ("agents.combination_study", "the combination study: agents vs conventional, adaptive rule, oracle"),
     "distill": ("agents.distill", "decision trees distilled from a combination policy (interpretable summary)"),
     "collect": ("agents.offline.collect", "log episodes under a behaviour policy (offline RL data, Minari)"),

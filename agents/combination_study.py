@@ -46,14 +46,17 @@ ORACLE_LEVELS = (0.0, 0.6, 0.8, 1.0, 1.2)
 
 
 def oracle_outcomes(seeds: list[int], env_kwargs: dict | None = None, batch_patients: int = 40,
-                    progress: bool = True) -> dict[str, np.ndarray]:
+                    progress: bool = True, env_id: str = ENV_ID) -> dict[str, np.ndarray]:
     """Every constant regimen on every patient: ``(P, R)`` arrays of ``objective_response``,
-    ``serious_adverse_event``, ``return`` (scalar reward) and the regimens ``(R, 2)`` as dose levels."""
+    ``serious_adverse_event``, ``return`` (scalar reward) and the regimens ``(R, 2)`` as dose levels.
+
+    ``env_id``: a scalar combination id; on ``-v0`` (no serious-adverse-event tally) the toxicity
+    column is its grade-4 neutropenia."""
     levels = np.array([(a, b) for a in ORACLE_LEVELS for b in ORACLE_LEVELS])
     n_regimens = len(levels)
-    envs = gym.make_vec(ENV_ID, num_envs=batch_patients * n_regimens, vectorization_mode="vector_entry_point",
+    envs = gym.make_vec(env_id, num_envs=batch_patients * n_regimens, vectorization_mode="vector_entry_point",
                         **(env_kwargs or {}))
-    regimen_actions = _actions_for(levels * np.array([175.0, 6.0]), env_kwargs)
+    regimen_actions = _actions_for(levels * np.array([175.0, 6.0]), env_kwargs, env_id)
     out = {k: [] for k in ("objective_response", "serious_adverse_event", "return")}
     try:
         for start in tqdm(range(0, len(seeds), batch_patients), desc="oracle regimens", disable=not progress):
@@ -68,7 +71,9 @@ def oracle_outcomes(seeds: list[int], env_kwargs: dict | None = None, batch_pati
                 ret += np.where(done, 0.0, rewards)
                 ending = ~done & (terminated | truncated)
                 response = np.where(ending, np.isin(infos["best_response"], (0, 1)), response)
-                serious = np.where(ending, infos["any_serious_adverse_event"], serious)
+                tally = (infos["any_serious_adverse_event"] if "any_serious_adverse_event" in infos
+                         else np.asarray(infos["grade4_events"]) > 0)
+                serious = np.where(ending, tally, serious)
                 done |= ending
             keep = min(batch_patients, len(seeds) - start)
             for key, values in (("objective_response", response), ("serious_adverse_event", serious), ("return", ret)):
@@ -78,9 +83,9 @@ def oracle_outcomes(seeds: list[int], env_kwargs: dict | None = None, batch_pati
     return {**{k: np.concatenate(v) for k, v in out.items()}, "levels": levels}
 
 
-def _actions_for(doses: np.ndarray, env_kwargs: dict | None) -> np.ndarray:
+def _actions_for(doses: np.ndarray, env_kwargs: dict | None, env_id: str = ENV_ID) -> np.ndarray:
     """Actions of given (mg/m2, AUC) doses through the environment's public ``doses_to_action``."""
-    env = gym.make(ENV_ID, **(env_kwargs or {})).unwrapped
+    env = gym.make(env_id, **(env_kwargs or {})).unwrapped
     return np.stack([env.doses_to_action(pac, carbo) for pac, carbo in doses]).astype(np.float32)
 
 

@@ -15,6 +15,8 @@ Why these values:
   episodes.
 - ``log_std_init`` -0.5 (PPO): the action is a dose on [-1, 1]; SB3's default std 1 spends the
   first updates dosing at the bounds (clipped).
+- RecurrentPPO (sb3-contrib): PPO's values with an LSTM of 64 units in front of the same heads,
+  for the partially observed courses (a level drawn cycles ago still matters); not tuned.
 - SAC: 8 patients per step and one gradient step per vector step (1 per 8 transitions) keeps SAC
   affordable on 2 CPU cores (SAC's cost is its gradient steps, ~85/s here).
 """
@@ -26,10 +28,13 @@ from typing import Any
 
 import pk_envs
 
-ALGORITHMS = ("ppo", "sac")
+ALGORITHMS = ("ppo", "sac", "recurrent_ppo")
+
+#: SB3 policy class alias per algorithm (RecurrentPPO: an LSTM over the course, sb3-contrib).
+POLICY_NAMES = {"ppo": "MlpPolicy", "sac": "MlpPolicy", "recurrent_ppo": "MlpLstmPolicy"}
 
 #: Default number of parallel patients (vector env size) per algorithm.
-DEFAULT_N_ENVS = {"ppo": 16, "sac": 8}
+DEFAULT_N_ENVS = {"ppo": 16, "sac": 8, "recurrent_ppo": 16}
 
 _NET = {"net_arch": [128, 128]}
 
@@ -45,6 +50,7 @@ HYPERPARAMETERS: dict[str, dict[str, dict[str, Any]]] = {
                     "gae_lambda": 0.95, "clip_range": 0.2, "ent_coef": 0.0,
                     "policy_kwargs": {**_NET, "log_std_init": -0.5}},
     },
+    "recurrent_ppo": {},  # filled below: PPO's values plus the LSTM
     "sac": {
         "single": {"learning_rate": 1e-3, "buffer_size": 200_000, "learning_starts": 2_000, "batch_size": 256,
                    "tau": 0.02, "gamma": 0.95, "train_freq": 1, "gradient_steps": 1, "policy_kwargs": _NET},
@@ -55,6 +61,10 @@ HYPERPARAMETERS: dict[str, dict[str, dict[str, Any]]] = {
                     "tau": 0.02, "gamma": 0.97, "train_freq": 1, "gradient_steps": 1, "policy_kwargs": _NET},
     },
 }
+
+HYPERPARAMETERS["recurrent_ppo"] = {
+    family: {**values, "policy_kwargs": {**values["policy_kwargs"], "lstm_hidden_size": 64}}
+    for family, values in HYPERPARAMETERS["ppo"].items()}
 
 
 def check_algorithm(algo: str) -> str:

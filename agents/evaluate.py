@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -90,6 +91,22 @@ class EvaluationResult:
         cells = [f"{self.metrics[k].mean:.{digits}g} [{self.metrics[k].low:.{digits}g}, "
                  f"{self.metrics[k].high:.{digits}g}]" for k in keys]
         return [f"| {self.policy_name} | {self.env_id} | " + " | ".join(cells) + " |"]
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (per-patient arrays as lists); :meth:`from_json` reads it back."""
+        return {"env_id": self.env_id, "policy_name": self.policy_name, "n_patients": self.n_patients,
+                "seed": self.seed, "per_patient": {k: np.asarray(v, float).tolist() for k, v in self.per_patient.items()},
+                "metrics": {k: [e.mean, e.low, e.high] for k, e in self.metrics.items()}}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EvaluationResult:
+        try:
+            per_patient = {k: np.asarray(v, dtype=float) for k, v in data["per_patient"].items()}
+            metrics = {k: Estimate(*map(float, v)) for k, v in data["metrics"].items()}
+            return cls(str(data["env_id"]), str(data["policy_name"]), int(data["n_patients"]), int(data["seed"]),
+                       per_patient, metrics)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"not an evaluation result: {err!r}") from None
 
 
 def markdown_header(keys: list[str]) -> list[str]:

@@ -53,7 +53,7 @@ def env_options(args: argparse.Namespace) -> dict:
 def parse_args(argv: list[str], prog: str = "pkdose train") -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--algo", default="ppo", help="ppo (default) or sac")
+    p.add_argument("--algo", default="ppo", help="ppo (default), sac or recurrent_ppo (an LSTM policy, sb3-contrib)")
     p.add_argument("--env", default=DEFAULT_ENV,
                    help="a scalar-reward PKDose id (default PKDose/Vancomycin-v0; see pk_envs.ALL_IDS)")
     p.add_argument("--timesteps", type=int, default=None,
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None, prog: str = "pkdose train") -> int:
         if args.weights is not None and env_id == DEFAULT_ENV:
             env_id = "PKDose/Custom-v0"
         config = RunConfig(algo=algo, env_id=env_id, seed=args.seed, n_envs=args.n_envs,
-                           total_timesteps=args.timesteps or (600_000 if algo == "ppo" else 60_000),
+                           total_timesteps=args.timesteps or (60_000 if algo == "sac" else 600_000),
                            reward_weights=args.reward_weights, env_options=options)
         if args.eval_patients < 2:
             raise ValueError(f"--eval-patients must be >= 2, got {args.eval_patients}")

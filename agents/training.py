@@ -1,4 +1,4 @@
-"""Train a PPO or SAC dosing policy on a PKDose id, with TensorBoard logs, evaluation and checkpoints.
+"""Train a PPO, SAC or RecurrentPPO dosing policy on a PKDose id, with TensorBoard logs, evaluation and checkpoints.
 
 A run directory holds everything of one run, so a killed run resumes from it::
 
@@ -30,7 +30,7 @@ import pk_envs
 from agents.baselines import check_env_id
 from agents.callbacks import CheckpointEvery, CohortEvalCallback, DosingMetricsCallback
 from agents.checkpoints import ALGORITHM_CLASSES, load_agent, save_agent
-from agents.config import DEFAULT_N_ENVS, check_algorithm, env_family, hyperparameters
+from agents.config import DEFAULT_N_ENVS, POLICY_NAMES, check_algorithm, env_family, hyperparameters
 from agents.sb3_vec_env import NativeVecEnv
 
 CHECKPOINTS_KEPT = 2
@@ -57,7 +57,7 @@ class RunConfig:
     """Everything that defines a training run (written to ``run.json``).
 
     Attributes:
-        algo: ``"ppo"`` or ``"sac"``.
+        algo: ``"ppo"``, ``"sac"`` or ``"recurrent_ppo"`` (sb3-contrib's RecurrentPPO, an LSTM policy).
         env_id: a scalar-reward PKDose id (not ``-MO``).
         total_timesteps: environment steps (dosing intervals over all patients) to train for.
         seed: seed of the training patients (sub-environment ``i`` gets ``seed + i``) and the networks.
@@ -184,7 +184,7 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False, progr
         model, _ = load_agent(checkpoint, env=env, expected_env_id=config.env_id, expected_algo=config.algo)
         model.tensorboard_log = str(run_dir / "tensorboard")
     else:
-        model = ALGORITHM_CLASSES[config.algo]("MlpPolicy", env, seed=config.seed, verbose=verbose, device="cpu",
+        model = ALGORITHM_CLASSES[config.algo](POLICY_NAMES[config.algo], env, seed=config.seed, verbose=verbose, device="cpu",
                                                tensorboard_log=str(run_dir / "tensorboard"), **config.hyperparameters)
         env.seed(config.seed)
     callbacks = [DosingMetricsCallback()]
