@@ -283,7 +283,11 @@ def write_leaderboard(results_dir: str | Path, reps: int = 2000) -> list[Path]:
 
 
 def load_user_policy(spec: str, env_id: str):
-    """``module:factory`` (``factory(env_id)`` returns a policy) or an SB3 zip written by pkdose."""
+    """``module:factory`` or an SB3 zip written by pkdose.
+
+    ``factory(env_id)`` returns a policy ``(observations (N, D), infos) -> actions (N, ...)`` (with
+    an optional ``reset(num_envs)``), or any object with SB3's ``predict`` (wrapped in
+    :class:`~agents.baselines.SB3Policy`)."""
     from agents.baselines import SB3Policy
 
     if spec.endswith(".zip"):
@@ -299,6 +303,8 @@ def load_user_policy(spec: str, env_id: str):
     except (ImportError, AttributeError) as err:
         raise ValueError(f"cannot import {spec!r}: {err}") from None
     policy = factory(env_id)
+    if not callable(policy) and callable(getattr(policy, "predict", None)):
+        policy = SB3Policy(policy)  # an SB3 model built or loaded by the factory
     if not callable(policy):
         raise ValueError(f"{spec}({env_id!r}) returned {policy!r}, not a callable (observations, infos) -> actions")  # noqa: TRY004 (project convention)
     return policy

@@ -124,3 +124,21 @@ def test_a_corrupt_evaluation_file_is_named(board, capsys):
 def test_an_empty_results_directory_says_what_to_run(tmp_path, capsys):
     assert main(["--results", str(tmp_path)]) == 2
     assert "run 'pkdose sweep' first" in capsys.readouterr().err
+
+
+def test_a_factory_may_return_an_sb3_model(board, tmp_path, monkeypatch):
+    run = board / "trials" / "ppo-Vancomycin-v0-seed0" / "run"
+    agent = run / "best_model.zip" if (run / "best_model.zip").is_file() else run / "final_model.zip"
+    (tmp_path / "my_agents.py").write_text(
+        "from agents.checkpoints import load_agent\n"
+        f"def make(env_id):\n    return load_agent({str(agent)!r})[0]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from agents.leaderboard import load_user_policy
+
+    policy = load_user_policy("my_agents:make", SINGLE)
+    from agents.evaluate import evaluate_policy
+
+    mine = evaluate_policy(SINGLE, policy, n_patients=PATIENTS, seed=1_000_000, num_envs=PATIENTS)
+    saved = json.loads((board / "trials" / "ppo-Vancomycin-v0-seed0" / "evaluation.json").read_text())
+    # the very model the sweep evaluated, on the same cohort and batch: the same figures
+    assert mine.per_patient["in_window_fraction"].tolist() == saved["results"][0]["per_patient"]["in_window_fraction"]
