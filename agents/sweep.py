@@ -197,6 +197,9 @@ def run_sweep(config: SweepConfig, results_dir: str | Path, *, address: str | No
     except ImportError:
         raise ValueError("sweeps need Ray Tune: pip install -e \".[sweep]\" (ray[tune], rliable)") from None
 
+    if re.match(r"^[a-z][a-z0-9+.-]*:/", str(results_dir)):  # a URI (Path() folds '//' to '/')
+        raise ValueError(f"--results {results_dir}: object storage (s3://, gs://, ...) is not supported yet; trials "
+                         "write their runs directly, so give a directory every node shares (local disk, NFS)")
     results_dir = Path(results_dir).resolve()
     address = address or os.environ.get("RAY_ADDRESS") or None
     check_results_dir(config, results_dir)
@@ -242,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Examples:\n" + __doc__.split("\n\n")[1])
     parser.add_argument("config", type=Path, help="the sweep file (TOML, see agents/sweep_config.py)")
-    parser.add_argument("--results", type=Path, default=None,
+    parser.add_argument("--results", default=None,
                         help="results directory (default reports/<config name>); shared by all nodes on a cluster")
     parser.add_argument("--address", default=None, help="Ray cluster address (default $RAY_ADDRESS, else local)")
     parser.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: by CPUs)")
@@ -266,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pkdose sweep: error: {err}", file=sys.stderr)
         return 2
     failed = [name for name, state in states.items() if state != "TERMINATED"]
-    errors = json.loads((Path(results) / "sweep.json").read_text()).get("errors", {})
+    errors = json.loads((Path(results).resolve() / "sweep.json").read_text()).get("errors", {})
     for name in failed:
         print(f"trial {name} failed twice: {errors.get(name, 'see its error.txt')}", file=sys.stderr)
     print(f"{len(states) - len(failed)} of {len(states)} trials finished" +

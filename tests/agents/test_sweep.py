@@ -104,6 +104,13 @@ def test_a_results_directory_of_another_config_is_refused(tmp_path):
         check_results_dir(config, stranger)
 
 
+def test_object_storage_results_are_refused_before_any_trial(tmp_path):
+    from agents.sweep import run_sweep
+
+    with pytest.raises(ValueError, match="object storage .* is not supported yet"):
+        run_sweep(parse_sweep_config(TINY), "s3://bucket/results")
+
+
 def test_an_unreachable_ray_address_fails_before_any_trial():
     with pytest.raises(ConnectionError, match="cannot reach the Ray cluster at '127.0.0.1:1'"):
         check_address("127.0.0.1:1")
