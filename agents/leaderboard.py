@@ -20,7 +20,8 @@ Figures per env family (``main``: higher is better; ``toxicity``: lower is bette
 | combination ``-v0`` | ``objective_response`` | ``grade4_neutropenia`` | response - grade 4 |
 
 Normalised score of a run: ``(score - standard) / (oracle - standard)``, 0 = standard dosing,
-1 = the oracle (single drug: dosing on the true latent; combination: per patient the best of
+1 = the oracle (an env where ``oracle - standard < MIN_GAP`` = 0.02 is not normalised and stays out of
+the aggregates: standard dosing is already at the ceiling there) (single drug: dosing on the true latent; combination: per patient the best of
 25 constant regimens, clairvoyant). Per env, an agent's figure is the mean over its seeds with a
 95 % t-interval over seeds (one seed: the bootstrap over patients); a baseline's is its
 bootstrap over patients. Across envs: rliable's interquartile mean (IQM) etc. with stratified
@@ -35,7 +36,7 @@ reflects the spread over envs when ``task_bootstrap``; here it is a point).
           "normalised": [mean, low, high] | null, "normalised_runs": [float, ...]}]}},
      "aggregate": {"all envs" | "single-drug envs": {"envs": [env_id, ...], "policies": {policy:
          {"IQM" | "Median" | "Mean" | "Optimality gap": [point, low, high]}}}},
-     "goals": [str, ...]}
+     "goals": [str, ...], "notes": {env_id: str}}
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ LEADERBOARD_FORMAT = "pkdose-leaderboard/1"
 STANDARD, MIPD = "standard dosing", "MIPD (PK-VAE encoder)"
 ORACLES = ("oracle (true latent)", "oracle (best constant regimen)")
 AGENT_NAMES = {"ppo": "PPO", "sac": "SAC", "recurrent_ppo": "RecurrentPPO"}
+#: an env whose oracle beats standard dosing by less than this (score units: a fraction of patients
+#: or of treatment time) is not normalised: dividing by the gap would blow noise up into scores
+MIN_GAP = 0.02
 #: the published combination result (relative to conventional dosing): response, serious adverse events
 PUBLISHED_GOAL = (0.234, -0.187)
 
@@ -117,15 +121,21 @@ def _interval(values: np.ndarray, fallback: EvaluationResult, key: str) -> list[
     return [mean, mean - half, mean + half]
 
 
+def reference_scores(entries: dict[str, Entry]) -> tuple[float, float] | None:
+    """``(standard dosing's score, the oracle's score)`` on an env's cohort (None: either is missing)."""
+    standard = entries.get(STANDARD)
+    oracle = next((entries[o] for o in ORACLES if o in entries), None)
+    if standard is None or oracle is None:
+        return None
+    return float(patient_scores(standard.runs[0]).mean()), float(patient_scores(oracle.runs[0]).mean())
+
+
 def env_rows(env_id: str, entries: dict[str, Entry]) -> list[dict[str, Any]]:
     """The rows of one env, best normalised score first (agents and baselines alike)."""
     main, toxicity = figures(env_id)
-    standard = entries.get(STANDARD)
-    oracle = next((entries[o] for o in ORACLES if o in entries), None)
-    ref = None
-    if standard and oracle:
-        low, high = patient_scores(standard.runs[0]).mean(), patient_scores(oracle.runs[0]).mean()
-        ref = (low, high) if high - low > 1e-9 else None
+    ref = reference_scores(entries)
+    if ref is not None and ref[1] - ref[0] < MIN_GAP:
+        ref = None
     rows = []
     for entry in entries.values():
         mains = np.array([r.per_patient[main].mean() for r in entry.runs])
@@ -232,7 +242,9 @@ def _cell(values: list[float] | None) -> str:
     return "" if values is None else f"{values[0]:.3f} [{values[1]:.3f}, {values[2]:.3f}]"
 
 
-def markdown(tables: dict[str, list[dict[str, Any]]], agg: dict[str, dict[str, Any]], goal_lines: list[str]) -> str:
+def markdown(tables: dict[str, list[dict[str, Any]]], agg: dict[str, dict[str, Any]], goal_lines: list[str],
+             notes: dict[str, str] | None = None) -> str:
+    notes = notes or {}
     lines = ["# Leaderboard", "", ("Normalised score: 0 = standard dosing, 1 = oracle. Agents: mean over seeds "
              "[95 % t-interval]; baselines: [95 % bootstrap over patients]. Written by `pkdose leaderboard`."), ""]
     for group, result in agg.items():
@@ -244,7 +256,10 @@ def markdown(tables: dict[str, list[dict[str, Any]]], agg: dict[str, dict[str, A
         lines.append("")
     for env, rows in tables.items():
         main, toxicity = figures(env)
-        lines += [f"## {env}", "", f"| policy | kind | runs | {main} | {toxicity} | normalised score |",
+        lines += [f"## {env}", ""]
+        if any(r["normalised"] is None for r in rows):
+            lines += [notes.get(env, "Not normalised: no standard-dosing or oracle row."), ""]
+        lines += [f"| policy | kind | runs | {main} | {toxicity} | normalised score |",
                   "|---|---|---:|---:|---:|---:|"]
         lines += [f"| {r['policy']} | {r['kind']} | {r['runs']} | {_cell(r['main'])} | {_cell(r['toxicity'])} | "
                   f"{_cell(r['normalised'])} |" for r in rows]
@@ -272,8 +287,15 @@ def write_leaderboard(results_dir: str | Path, reps: int = 2000) -> list[Path]:
                "aggregate": {group: {"envs": r["envs"], "policies": r["policies"]} for group, r in agg.items()},
                "goals": goal_lines}
     written = [results_dir / "leaderboard.json", results_dir / "leaderboard.md"]
+    notes = {}
+    for env, by_policy in entries.items():
+        ref = reference_scores(by_policy)
+        if ref is not None and ref[1] - ref[0] < MIN_GAP:
+            notes[env] = (f"Not normalised and not aggregated: the oracle ({ref[1]:.3f}) beats standard dosing "
+                          f"({ref[0]:.3f}) by less than {MIN_GAP}; standard dosing is at the ceiling here.")
+    payload["notes"] = notes
     written[0].write_text(json.dumps(payload, indent=2))
-    written[1].write_text(markdown(tables, agg, goal_lines))
+    written[1].write_text(markdown(tables, agg, goal_lines, notes))
     for group, result in agg.items():
         slug = group.split()[0].replace("-", "_")
         written += [plot_aggregate(result["policies"], results_dir / f"aggregate_{slug}.png"),

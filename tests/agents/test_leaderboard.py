@@ -142,3 +142,22 @@ def test_a_factory_may_return_an_sb3_model(board, tmp_path, monkeypatch):
     saved = json.loads((board / "trials" / "ppo-Vancomycin-v0-seed0" / "evaluation.json").read_text())
     # the very model the sweep evaluated, on the same cohort and batch: the same figures
     assert mine.per_patient["in_window_fraction"].tolist() == saved["results"][0]["per_patient"]["in_window_fraction"]
+
+
+def test_an_env_where_standard_dosing_is_at_the_ceiling_is_not_normalised():
+    from agents.evaluate import EvaluationResult, bootstrap_ci
+    from agents.leaderboard import MIN_GAP, Entry
+
+    def result(name, attainment):
+        per_patient = {"in_window_fraction": np.full(10, attainment), "toxic_exposure": np.zeros(10)}
+        return EvaluationResult(SINGLE, name, 10, 1_000_000, per_patient, bootstrap_ci(per_patient, 100))
+
+    for gap, normalised in ((MIN_GAP / 2, False), (MIN_GAP * 2, True)):
+        entries = {name: Entry(name, kind, [result(name, value)]) for name, kind, value in
+                   (("standard dosing", "baseline", 0.9), ("oracle (true latent)", "baseline", 0.9 + gap),
+                    ("PPO", "agent", 0.9 + gap / 2))}
+        rows = by_policy(env_rows(SINGLE, entries))
+        assert (rows["PPO"]["normalised"] is not None) == normalised
+        if normalised:
+            assert rows["PPO"]["normalised"][0] == pytest.approx(0.5)
+        assert not aggregate({SINGLE: list(rows.values())}, reps=100) or normalised
