@@ -202,6 +202,7 @@ class SB3Policy:
         self._episode_start = np.zeros(len(observations), dtype=bool)
         return np.asarray(actions)
 
+    def __repr__(self) -> str:
         return f"SB3Policy({type(self.model).__name__}, deterministic={self.deterministic})"
 
 

@@ -89,10 +89,16 @@ def _actions_for(doses: np.ndarray, env_kwargs: dict | None, env_id: str = ENV_I
     return np.stack([env.doses_to_action(pac, carbo) for pac, carbo in doses]).astype(np.float32)
 
 
+def best_regimens(outcomes: dict[str, np.ndarray], lam: float) -> np.ndarray:
+    """Per patient, the index of the regimen best for response - ``lam`` x serious adverse event
+    (ties: higher return), from :func:`oracle_outcomes`."""
+    score = outcomes["objective_response"] - lam * outcomes["serious_adverse_event"] + 1e-6 * outcomes["return"]
+    return score.argmax(axis=1)
+
+
 def oracle_result(outcomes: dict[str, np.ndarray], lam: float, tumour_type: np.ndarray) -> EvaluationResult:
     """The per-patient best regimen for response - ``lam`` x serious adverse event (ties: higher return)."""
-    score = outcomes["objective_response"] - lam * outcomes["serious_adverse_event"] + 1e-6 * outcomes["return"]
-    best = score.argmax(axis=1)
+    best = best_regimens(outcomes, lam)
     rows = np.arange(best.size)
     per_patient = {k: outcomes[k][rows, best].astype(float) for k in ("objective_response", "serious_adverse_event",
                                                                          "return")}

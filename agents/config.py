@@ -50,7 +50,6 @@ HYPERPARAMETERS: dict[str, dict[str, dict[str, Any]]] = {
                     "gae_lambda": 0.95, "clip_range": 0.2, "ent_coef": 0.0,
                     "policy_kwargs": {**_NET, "log_std_init": -0.5}},
     },
-    "recurrent_ppo": {},  # filled below: PPO's values plus the LSTM
     "sac": {
         "single": {"learning_rate": 1e-3, "buffer_size": 200_000, "learning_starts": 2_000, "batch_size": 256,
                    "tau": 0.02, "gamma": 0.95, "train_freq": 1, "gradient_steps": 1, "policy_kwargs": _NET},
@@ -62,6 +61,7 @@ HYPERPARAMETERS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
+# RecurrentPPO: PPO's values per family, plus the LSTM
 HYPERPARAMETERS["recurrent_ppo"] = {
     family: {**values, "policy_kwargs": {**values["policy_kwargs"], "lstm_hidden_size": 64}}
     for family, values in HYPERPARAMETERS["ppo"].items()}

@@ -43,7 +43,10 @@ def plot_profiles(score_dict: dict[str, np.ndarray], path: Path, reps: int = 200
     plt = _pyplot()
     top = max(1.2, float(max(np.max(v) for v in score_dict.values())))
     taus = np.linspace(min(-0.5, float(min(np.min(v) for v in score_dict.values()))), top, 81)
-    profiles, cis = rly.create_performance_profile(score_dict, taus, reps=reps)
+    from agents.leaderboard import seeded_numpy_global
+
+    with seeded_numpy_global(0):
+        profiles, cis = rly.create_performance_profile(score_dict, taus, reps=reps)
     from matplotlib.lines import Line2D
 
     colors = {name: f"C{i}" for i, name in enumerate(score_dict)}

@@ -75,7 +75,8 @@ def run_trial(trial: Trial, results_dir: str | Path, *, progress: bool = False) 
 
 
 def train_and_evaluate(trial: Trial, run_dir: Path, eval_kw: dict[str, Any], progress: bool):
-    """Train (resuming a cut run) and evaluate the best policy on the validation cohort."""
+    """Train (resuming a cut run; validation cohort for the best model) and evaluate the best policy
+    on the held-out cohort of ``eval_kw``."""
     from agents.baselines import SB3Policy
     from agents.checkpoints import load_agent
     from agents.evaluate import evaluate_policy
@@ -110,13 +111,13 @@ def combination_oracle(env_id: str, n_patients: int, seed: int):
     """Per patient, the best of the 25 constant regimens for response - toxicity (see combination_study)."""
     import numpy as np
 
-    from agents.combination_study import oracle_outcomes
+    from agents.combination_study import best_regimens, oracle_outcomes
     from agents.evaluate import EvaluationResult, bootstrap_ci
+    from agents.leaderboard import figures
 
     outcomes = oracle_outcomes([seed + i for i in range(n_patients)], progress=False, env_id=env_id)
-    toxicity = "serious_adverse_event" if env_id.endswith("-v1") else "grade4_neutropenia"
-    score = outcomes["objective_response"] - outcomes["serious_adverse_event"] + 1e-6 * outcomes["return"]
-    rows, best = np.arange(n_patients), score.argmax(axis=1)
+    _, toxicity = figures(env_id)
+    rows, best = np.arange(n_patients), best_regimens(outcomes, lam=1.0)
     per_patient = {"objective_response": outcomes["objective_response"][rows, best].astype(float),
                    toxicity: outcomes["serious_adverse_event"][rows, best].astype(float)}
     return EvaluationResult(env_id, "oracle (best constant regimen)", n_patients, seed, per_patient,

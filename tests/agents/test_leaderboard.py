@@ -161,3 +161,14 @@ def test_an_env_where_standard_dosing_is_at_the_ceiling_is_not_normalised():
         if normalised:
             assert rows["PPO"]["normalised"][0] == pytest.approx(0.5)
         assert not aggregate({SINGLE: list(rows.values())}, reps=100) or normalised
+
+
+def test_the_aggregate_intervals_are_reproducible_and_leave_numpys_global_stream_alone(results):
+    tables = {env: env_rows(env, e) for env, e in load_entries(results).items()}
+    np.random.seed(123)
+    expected_next = np.random.random()
+    np.random.seed(123)
+    first = aggregate(tables, reps=200)["all envs"]["policies"]
+    assert np.random.random() == expected_next
+    second = aggregate(tables, reps=200)["all envs"]["policies"]
+    assert first == second and first["PPO"]["IQM"][1] < first["PPO"]["IQM"][2]
