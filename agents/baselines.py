@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
-from agents.config import check_env_id
+from agents.config import check_env_id, env_family
 
 
 class Policy(Protocol):
@@ -46,10 +46,10 @@ class StandardDosingPolicy:
     Uses only the public helpers of the environment class, on one scalar environment made with
     ``gym.make(env_id, **env_kwargs)`` (its PK-VAE is cached by ``pk_envs``, so this is cheap):
 
-    - single-drug ids: ``env.unwrapped.dose_to_action(mg)`` applied to each patient's
+    - single-drug ids: ``env.unwrapped.doses_to_action(mg)`` applied to each patient's
       ``info["standard_dose_mg"]`` (mg per interval): the continuous action
       ``2 * mg / dose_max_mg - 1`` or, for ``-Discrete`` ids, the nearest dose level;
-    - regimen ids: ``env.unwrapped.regimen_to_action(mg, h, draw=False)``: the label dose at the
+    - regimen ids: ``env.unwrapped.doses_to_action(mg, h, draw=False)``: the label dose at the
       label interval (``info["standard_interval_h"]``), no levels;
     - combination ids: ``env.unwrapped.conventional_action(observation)`` per patient:
       paclitaxel 175 mg/m2 + carboplatin AUC 6 mg*min/mL, -20 % after an observed grade-4 nadir.
@@ -64,10 +64,8 @@ class StandardDosingPolicy:
     def __init__(self, env_id: str, **env_kwargs: Any):
         self.env_id = check_env_id(env_id)
         self._env = gym.make(env_id, **env_kwargs).unwrapped
-        self._combination = hasattr(self._env, "conventional_action")
-        self._regimen = hasattr(self._env, "regimen_to_action")
-        if not (self._combination or self._regimen or hasattr(self._env, "dose_to_action")):
-            raise ValueError(f"{env_id!r} exposes none of dose_to_action, regimen_to_action, conventional_action")
+        family = env_family(env_id)
+        self._combination, self._regimen = family == "combination", family == "regimen"
 
     def __call__(self, observations: np.ndarray, infos: dict[str, Any]) -> np.ndarray:
         observations = np.asarray(observations)
@@ -80,9 +78,9 @@ class StandardDosingPolicy:
             doses = np.asarray(infos["standard_dose_mg"], dtype=float)
             if self._regimen:  # the label dose at the label interval, no levels
                 intervals = np.asarray(infos["standard_interval_h"], dtype=float)
-                rows = [self._env.regimen_to_action(mg, tau, draw=False) for mg, tau in zip(doses, intervals)]
+                rows = [self._env.doses_to_action(mg, tau, draw=False) for mg, tau in zip(doses, intervals)]
             else:
-                rows = [self._env.dose_to_action(float(mg)) for mg in doses]
+                rows = [self._env.doses_to_action(float(mg)) for mg in doses]
         return np.asarray(rows)
 
     def __repr__(self) -> str:

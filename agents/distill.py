@@ -40,7 +40,10 @@ def record_decisions(policy, n_patients: int, env_id: str = ENV_ID, env_kwargs: 
                         **(env_kwargs or {}))
     obs_all, levels_all, patient_all, cycle_all = [], [], [], []
     try:
-        for start in range(0, n_patients, envs.num_envs):
+        from tqdm.auto import tqdm
+
+        for start in tqdm(range(0, n_patients, envs.num_envs), desc="recording decisions", unit="batch",
+                          leave=False):
             n = envs.num_envs
             observations, infos = envs.reset(seed=[DISTILL_SEED + start + i for i in range(n)])
             done, cycle = np.zeros(n, bool), np.zeros(n, np.int64)

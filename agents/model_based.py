@@ -29,6 +29,7 @@ import gymnasium as gym
 import numpy as np
 
 from agents.baselines import check_env_id
+from agents.config import env_family
 from vae_simulator.ct_interval import CTIntervalSimulator
 from vae_simulator.ct_mipd import map_refine as ct_map_refine
 from vae_simulator.ct_mipd import posterior as ct_posterior
@@ -47,10 +48,10 @@ class _DecoderDosing:
 
     def __init__(self, env_id: str, **env_kwargs: Any):
         self.env_id = check_env_id(env_id)
-        env = gym.make(env_id, **env_kwargs).unwrapped
-        if not hasattr(env, "dose_to_action"):
+        if env_family(env_id) != "single":
             raise ValueError(f"{type(self).__name__} doses single-drug ids; {env_id!r} is not one "
                              "(combination ids have StandardDosingPolicy and learned agents)")
+        env = gym.make(env_id, **env_kwargs).unwrapped
         self.env = env
         self.drug = env.drug
         # the policy's model is the PK-VAE the patients come from (v0: interval-grid, v1: continuous-time)
@@ -111,7 +112,7 @@ class _DecoderDosing:
                 continue  # a finished course; its action is ignored
             z = self._latent(rows, int(k), infos)
             doses[rows] = self._best_doses(covariates[rows], z, self._doses[rows, :k])
-        return np.asarray([self.env.dose_to_action(float(mg)) for mg in doses])
+        return np.asarray([self.env.doses_to_action(float(mg)) for mg in doses])
 
     def _best_doses(self, covariates: np.ndarray, z: np.ndarray, history_mg: np.ndarray) -> np.ndarray:
         """Replay the course on the decoder, then search the next dose (mg)."""

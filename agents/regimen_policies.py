@@ -4,7 +4,7 @@ Both follow each patient's course through the Gymnasium API (``info`` after ever
 ``time_h``, ``dose_mg``, ``interval_h``, ``infusion_h``, ``level_drawn``, ``level_mg_l``,
 ``level_blq``, ``covariates``; the oracle also reads the true latent ``info["z"]``) and the
 public helpers of :class:`~pk_envs.regimen.RegimenEnv` (``interval_options_h``,
-``regimen_to_action``, ``infusion_h``, ``target``). At each dose they choose the dose AND the
+``doses_to_action``, ``infusion_h``, ``target``). At each dose they choose the dose AND the
 interval whose predicted exposure of the coming interval, on the drug's continuous-time PK-VAE
 (the simulator's own model: a best case for model-based dosing), is closest to the therapeutic
 window's geometric centre, where the environments' efficacy peaks.
@@ -28,6 +28,7 @@ import gymnasium as gym
 import numpy as np
 
 from agents.baselines import check_env_id
+from agents.config import env_family
 from vae_simulator.ct_mipd import map_refine, posterior
 from vae_simulator.ct_simulator import CTPatientSimulator
 from vae_simulator.dosing import DoseTarget
@@ -45,9 +46,9 @@ class _RegimenDosing:
 
     def __init__(self, env_id: str, **env_kwargs: Any):
         self.env_id = check_env_id(env_id)
-        env = gym.make(env_id, **env_kwargs).unwrapped
-        if not hasattr(env, "regimen_to_action"):
+        if env_family(env_id) != "regimen":
             raise ValueError(f"{type(self).__name__} doses regimen ids (PKDose/<Drug>-Regimen-v0); {env_id!r} is not one")
+        env = gym.make(env_id, **env_kwargs).unwrapped
         self.env, self.drug = env, env.drug
         self.sim = CTPatientSimulator.pretrained(self.drug)
         self.target = DoseTarget.from_exposure_target(env.target, centre="geometric")
@@ -99,7 +100,7 @@ class _RegimenDosing:
             z = np.clip(self._latent(live, covariates, infos), self.sim.latent_low, self.sim.latent_high)
             dose[live], tau[live] = self.best_regimens(covariates, z, self._events(live), now[live])
         draw = self._draw(given)
-        return np.stack([self.env.regimen_to_action(dose[i], tau[i], bool(draw[i])) for i in range(n)])
+        return np.stack([self.env.doses_to_action(dose[i], tau[i], bool(draw[i])) for i in range(n)])
 
     def best_regimens(self, covariates: np.ndarray, z: np.ndarray, events: DosingEvents,
                       now_h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

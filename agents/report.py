@@ -22,6 +22,7 @@ from agents.baselines import (
     StandardDosingPolicy,
     reset_policy,
 )
+from agents.config import env_family
 from agents.evaluate import EvaluationResult, markdown_header
 
 #: Metrics shown in tables, per environment family (those present in a result are shown).
@@ -43,8 +44,8 @@ def baseline_policies(env_id: str, seed: int = 0, env_kwargs: dict | None = None
     env = gym.make(env_id, **kwargs)
     space = env.action_space
     discrete = isinstance(space, gym.spaces.Discrete)
-    single = hasattr(env.unwrapped, "dose_to_action")
-    regimen = hasattr(env.unwrapped, "regimen_to_action")
+    family = env_family(env_id)
+    single, regimen = family == "single", family == "regimen"
     adaptive = hasattr(env.unwrapped, "adaptive_action")
     env.close()
     policies: dict[str, Policy] = {"standard dosing": StandardDosingPolicy(env_id, **kwargs)}

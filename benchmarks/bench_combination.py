@@ -111,10 +111,17 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     seconds, vec_steps = (1.0, 2) if args.quick else (4.0, 6)
     ppo_steps = 64 * 128 * (1 if args.quick else 4)
-    single = {b: single_rate(b, seconds) for b in BACKENDS}
-    vector = {b: vector_rate(b, 4096, vec_steps) for b in BACKENDS}
-    shares = {b: ppo_shares(b, ppo_steps) for b in BACKENDS}
-    single_v1, vector_v1 = single_rate("compiled", seconds, V1_ID), vector_rate("compiled", 4096, vec_steps, V1_ID)
+    from tqdm import tqdm
+
+    with tqdm(total=4, desc="measuring", unit="part", leave=False) as bar:
+        single = {b: single_rate(b, seconds) for b in BACKENDS}
+        bar.update()
+        vector = {b: vector_rate(b, 4096, vec_steps) for b in BACKENDS}
+        bar.update()
+        shares = {b: ppo_shares(b, ppo_steps) for b in BACKENDS}
+        bar.update()
+        single_v1, vector_v1 = single_rate("compiled", seconds, V1_ID), vector_rate("compiled", 4096, vec_steps, V1_ID)
+        bar.update()
     print("| measurement | compiled PD | numpy RK4 | ratio | goal |\n|---|---|---|---|---|")
     print(f"| single env, steps/s | {single['compiled']:,.0f} | {single['numpy']:,.0f} | "
           f"{single['compiled'] / single['numpy']:.1f}x | >= 2,000 |")

@@ -85,11 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.drug}: patient-steps/s (dose + 12-point profile per interval), {args.steps} intervals")
     print(f"| {'N':>5} | {'path':<42} | {'patient-steps/s':>15} | {'vs grid decoder':>15} |")
     print(f"|{'-' * 7}|{'-' * 44}|{'-' * 17}|{'-' * 17}|")
-    for n in sizes:
+    from tqdm import tqdm
+
+    for n in tqdm(sizes, desc="batch sizes", leave=False):
         r = rates(args.drug, n, args.steps)
         base = r["grid decoder (DecoderStepper)"]
         for name, value in r.items():
-            print(f"| {n:>5} | {name:<42} | {value:>15,.0f} | {value / base:>15.2f} |")
+            tqdm.write(f"| {n:>5} | {name:<42} | {value:>15,.0f} | {value / base:>15.2f} |")
     if args.envs:
         env_rates(args.drug.title(), sizes)
     return 0

@@ -107,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--patients, --intervals and --repeats must be >= 1")
     print(f"{args.patients} patients x {args.intervals} intervals, best of {args.repeats}; "
           f"torch threads {torch.get_num_threads()}\n")
-    results = [bench_drug(drug, args.patients, args.intervals, args.repeats) for drug in shipped_drugs()]
+    from tqdm import tqdm
+
+    results = [bench_drug(drug, args.patients, args.intervals, args.repeats)
+               for drug in tqdm(shipped_drugs(), desc="drugs", leave=False)]
     print("\n".join(markdown_rows(results)))
     return 0
 

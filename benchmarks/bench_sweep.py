@@ -43,7 +43,10 @@ def main() -> None:
 
     ray.init(include_dashboard=False, logging_level="ERROR")
     with tempfile.TemporaryDirectory() as tmp:
-        seconds = {n: sweep_seconds(args.trials, args.timesteps, n, Path(tmp)) for n in (1, 2)}
+        from tqdm import tqdm
+
+        seconds = {n: sweep_seconds(args.trials, args.timesteps, n, Path(tmp))
+                   for n in tqdm((1, 2), desc="worker counts", leave=False)}
     ray.shutdown()
     print(f"{args.trials} PPO trials x {args.timesteps:,} steps (PKDose/Vancomycin-v0), embedded Ray\n")
     print("| worker processes | wall time (s) | trials per hour | speed-up |")

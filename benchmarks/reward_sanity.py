@@ -32,7 +32,7 @@ def episode_return(env: gym.Env, seed: int, policy: str) -> float:
         elif hasattr(env.unwrapped, "conventional_action"):
             action = env.unwrapped.conventional_action(obs)
         else:
-            action = env.unwrapped.dose_to_action(float(np.ravel(info["standard_dose_mg"])[0]))
+            action = env.unwrapped.doses_to_action(float(np.ravel(info["standard_dose_mg"])[0]))
         obs, reward, terminated, truncated, info = env.step(action)
         total += float(reward)
         done = terminated or truncated
@@ -48,13 +48,16 @@ def main(argv: list[str] | None = None) -> int:
         p.error("need at least 2 patients per id for a standard error")
     print("| environment | standard dosing | no drug | maximum dose |")
     print("|---|---:|---:|---:|")
-    for name, n in [(d, args.patients) for d in SINGLE] + [("PaclitaxelCarboplatin", args.combination_patients)]:
+    from tqdm import tqdm
+
+    jobs = [(d, args.patients) for d in SINGLE] + [("PaclitaxelCarboplatin", args.combination_patients)]
+    for name, n in tqdm(jobs, desc="environments", leave=False):
         env = gym.make(f"PKDose/{name}-v0")
         cells = []
         for policy in ("standard", "none", "max"):
             returns = np.array([episode_return(env, seed, policy) for seed in range(n)])
             cells.append(f"{returns.mean():.2f} +- {returns.std(ddof=1) / np.sqrt(n):.2f}")
-        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+        tqdm.write(f"| {name} | " + " | ".join(cells) + " |")
     return 0
 
 

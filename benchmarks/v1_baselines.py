@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--regimen-map", type=int, default=0, metavar="STEPS",
                    help="also evaluate MIPDRegimenPolicy(map_steps=STEPS) on PKDose/Vancomycin-Regimen-v0")
     args = p.parse_args(argv)
-    kw = {"n_patients": args.patients, "seed": TEST_SEED}
+    kw = {"n_patients": args.patients, "seed": TEST_SEED, "progress": True}
     print("| drug | standard | VAE-MIPD | oracle |\n|---|---:|---:|---:|")
     for drug in DRUGS:
         env_id = f"PKDose/{drug}-v1"

@@ -479,6 +479,12 @@ class CombinationTask:
                 "anc_baseline": c.anc_params[rows, 0], "tumour_baseline_mm": c.tumour_params[rows, 0],
                 "clip_count": c.clip_count[rows]}
 
+    def render(self, c: Cohort, row: int) -> np.ndarray:
+        """The course of ``row`` so far as a ``uint8 (H, W, 3)`` image (:mod:`pk_envs.combination_render`)."""
+        from pk_envs.combination_render import render_course  # matplotlib only when rendering
+
+        return render_course(self, c, row)
+
 
 def population_latent(sim: PatientSimulator, covariates: np.ndarray, normals: np.ndarray, iiv_scale: float) -> np.ndarray:
     """A patient's latent from standard normals: the simulator's latent population given the

@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from pk_envs.combination import render_course
 from pk_envs.combination_core import OBS_NAMES, CombinationTask, conventional_doses
 from pk_envs.task_vector import TaskVectorEnv
 
@@ -35,9 +34,3 @@ class PaclitaxelCarboplatinVectorEnv(TaskVectorEnv):
     def conventional_action(self, observations: np.ndarray) -> np.ndarray:
         """The conventional regimen's actions for ``(num_envs, D)`` observations."""
         return self.task.actions.from_doses(*conventional_doses(observations))
-
-    def _to_doses(self, actions, n: int):
-        return self.task.actions.to_doses(actions, n)
-
-    def _render_one(self, index: int):
-        return render_course(self.task, self._cohort, index)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import ClassVar
 
 import numpy as np
@@ -43,7 +44,7 @@ class RegimenEnv(TaskEnv):
     raise ValueError.
 
     Discrete (`discrete=True`): `MultiDiscrete([levels, options, 2])`: dose level `i * step` mg,
-    interval option, draw (1) or not (0). `env.unwrapped.regimen_to_action(mg, h, draw)` gives the
+    interval option, draw (1) or not (0). `env.unwrapped.doses_to_action(mg, h, draw)` gives the
     action for a dose, an interval and a draw decision in either space.
 
     ## Observation Space
@@ -103,7 +104,7 @@ class RegimenEnv(TaskEnv):
     >>> obs, info = env.reset(seed=0)
     >>> obs.shape, info["time_h"]
     ((22,), 0.0)
-    >>> action = env.unwrapped.regimen_to_action(1000.0, 12.0, draw=True)
+    >>> action = env.unwrapped.doses_to_action(1000.0, 12.0, draw=True)
     >>> obs, reward, terminated, truncated, info = env.step(action)
     >>> info["interval_h"], bool(info["level_drawn"]), info["time_h"]
     (12.0, True, 12.0)
@@ -184,14 +185,13 @@ class RegimenEnv(TaskEnv):
         """Infusion length (h) the environment gives each dose (0 for oral drugs)."""
         return self.task.infusion_h(dose_mg)
 
+    def doses_to_action(self, dose_mg: float, interval_h: float, draw: bool = False):
+        """The action for ``dose_mg`` (nearest possible), ``interval_h`` (one of :attr:`interval_options_h`)
+        and a level drawn or not (the name every family uses)."""
+        return self.task.actions.from_doses(dose_mg, interval_h, draw)
+
     def regimen_to_action(self, dose_mg: float, interval_h: float, draw: bool = False):
-        """The action for ``dose_mg`` (nearest possible), ``interval_h`` (an option) and a level or not."""
-        return self.task.actions.encode(dose_mg, interval_h, draw)
-
-    def _to_doses(self, action):
-        return self.task.actions.decode(action, 1)
-
-    def _render_image(self) -> np.ndarray:
-        from pk_envs.regimen_render import render_course
-
-        return render_course(self.task, self._cohort, 0)
+        """Deprecated name of :meth:`doses_to_action` (kept for code written against it)."""
+        warnings.warn("RegimenEnv.regimen_to_action is deprecated; use doses_to_action", DeprecationWarning,
+                      stacklevel=2)
+        return self.doses_to_action(dose_mg, interval_h, draw)

@@ -93,7 +93,7 @@ class RegimenActions:
     def discrete(self) -> bool:
         return self.levels_mg is not None
 
-    def decode(self, actions, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def to_doses(self, actions, n: int) -> tuple[np.ndarray, np.ndarray]:
         """``n`` actions -> ``([dose mg, interval h, draw] (n, 3), clipped (n,))``."""
         if self.discrete:
             sizes = self.space.nvec
@@ -126,7 +126,7 @@ class RegimenActions:
                             (values[:, 2] > 0).astype(float)], axis=1)
         return decoded, clipped
 
-    def encode(self, dose_mg: float, interval_h: float, draw: bool):
+    def from_doses(self, dose_mg: float, interval_h: float, draw: bool = False):
         """The action giving ``dose_mg`` (nearest possible), ``interval_h`` (one of the options) and ``draw``."""
         dose = float(np.clip(check_finite_at_least("dose_mg", dose_mg), 0.0, self.dose_max_mg))
         matches = np.flatnonzero(np.isclose(self.intervals_h, float(interval_h)))
@@ -341,6 +341,12 @@ class RegimenTask:
                 "time_h": c.time_h[rows], "doses_given": c.given[rows],
                 "levels_drawn": c.level_drawn[rows].sum(axis=1), "standard_dose_mg": c.standard_dose_mg[rows],
                 "standard_interval_h": np.full(n, self.spec.standard_interval_h), "clip_count": c.clip_count[rows]}
+
+    def render(self, c: RegimenCohort, row: int) -> np.ndarray:
+        """The course of ``row`` so far as a ``uint8 (H, W, 3)`` image (:mod:`pk_envs.regimen_render`)."""
+        from pk_envs.regimen_render import render_course  # matplotlib only when rendering
+
+        return render_course(self, c, row)
 
 
 def load_event_simulator(drug: str) -> CTPatientSimulator:

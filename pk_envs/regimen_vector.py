@@ -36,11 +36,3 @@ class RegimenVectorEnv(TaskVectorEnv):
     def target(self):
         """The drug's therapeutic window (:class:`~vae_simulator.groundtruth.base.ExposureTarget`)."""
         return self.task.target
-
-    def _to_doses(self, actions, n: int):
-        return self.task.actions.decode(actions, n)
-
-    def _render_one(self, index: int):
-        from pk_envs.regimen_render import render_course
-
-        return render_course(self.task, self._cohort, index)

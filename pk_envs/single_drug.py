@@ -45,7 +45,7 @@ class SingleDrugEnv(TaskEnv):
 
     Discrete (`discrete=True`): `Discrete(n)`, action `i` gives `levels_mg[i] = i * step`
     (e.g. vancomycin 0, 250, ..., 3000 mg: 13 levels). Indices out of range raise ValueError.
-    `env.unwrapped.dose_to_action(mg)` gives the action nearest a dose (e.g. the label dose).
+    `env.unwrapped.doses_to_action(mg)` gives the action nearest a dose (e.g. the label dose).
 
     ## Observation Space
 
@@ -251,11 +251,5 @@ class SingleDrugEnv(TaskEnv):
         (the name every family uses: the combination's ``doses_to_action(mg/m2, AUC)``)."""
         return self.task.actions.from_doses(dose_mg)
 
-    #: the single-drug name of :meth:`doses_to_action` (a single-drug env is recognised by it)
+    #: the single-drug name of :meth:`doses_to_action`, kept for code written against it
     dose_to_action = doses_to_action
-
-    def _to_doses(self, action):
-        return self.task.actions.to_doses(action, 1)
-
-    def _render_image(self) -> np.ndarray:
-        return self.task.render(self._cohort, 0)

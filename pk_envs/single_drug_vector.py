@@ -41,9 +41,3 @@ class SingleDrugVectorEnv(TaskVectorEnv):
     def target(self):
         """The drug's therapeutic window (:class:`~vae_simulator.groundtruth.base.ExposureTarget`)."""
         return self.task.target
-
-    def _to_doses(self, actions, n: int):
-        return self.task.actions.to_doses(actions, n)
-
-    def _render_one(self, index: int):
-        return self.task.render(self._cohort, index)

@@ -25,11 +25,24 @@ class StepResult(NamedTuple):
 
 
 @runtime_checkable
+class Actions(Protocol):
+    """An action space and its mapping to doses, the same for every family (``DoseActions`` mg,
+    ``CombinationActions`` mg/m2 and AUC, ``RegimenActions`` mg, h and a level)."""
+
+    space: spaces.Space
+
+    def to_doses(self, actions, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` actions -> (doses ``(n, ...)``, clipped flags ``(n,)``); ValueError naming a bad action."""
+
+    def from_doses(self, *doses) -> Any:
+        """The action nearest the given doses (the inverse of :meth:`to_doses`; envs call it ``doses_to_action``)."""
+
+
+@runtime_checkable
 class Task(Protocol):
     """The batched dynamics an environment runs (all arrays have one row per patient)."""
 
-    #: the action space and its mapping to doses (``to_doses``/``to_mg``, ``from_doses``/``from_mg``)
-    actions: Any
+    actions: Actions
     observation_space: spaces.Box
     #: the ``-MO`` ids' vector reward space
     reward_space: spaces.Box
@@ -58,3 +71,6 @@ class Task(Protocol):
 
     def patient_info(self, cohort: Any, rows: np.ndarray) -> dict[str, np.ndarray]:
         """The ground truth of ``rows`` reported in ``info``."""
+
+    def render(self, cohort: Any, row: int) -> np.ndarray:
+        """Row ``row``'s course so far as a ``uint8 (H, W, 3)`` image (the single and the vector env's render)."""

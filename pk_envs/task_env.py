@@ -19,7 +19,7 @@ from pk_envs.task import Task
 
 
 class TaskEnv(gym.Env[np.ndarray, Any]):
-    """One patient's episode of a task; subclasses build the task and give two hooks."""
+    """One patient's episode of a task; subclasses build the task and name its facts."""
 
     #: An id shown in the render warning, e.g. ``"PKDose/Vancomycin-v0"``.
     example_id = "PKDose/Vancomycin-v0"
@@ -38,18 +38,11 @@ class TaskEnv(gym.Env[np.ndarray, Any]):
         self._rows = np.array([0])
         self._started = False
 
-    # hooks -------------------------------------------------------------------
+    # public facts --------------------------------------------------------------
     @property
     def reward_weights(self) -> np.ndarray:
         """Weights ``w`` of the scalar reward ``w . objectives`` (``(2,)``; the -MO ids return the vector)."""
         return np.array(self.task.reward_weights, dtype=float)
-
-    def _to_doses(self, action) -> tuple[np.ndarray, np.ndarray]:
-        """A validated action -> (doses of a batch of one, clipped flag)."""
-        raise NotImplementedError
-
-    def _render_image(self) -> np.ndarray:
-        raise NotImplementedError
 
     # Gymnasium API -----------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -61,7 +54,7 @@ class TaskEnv(gym.Env[np.ndarray, Any]):
     def step(self, action):
         if not self._started:
             raise RuntimeError("call reset() before step()")
-        doses, clipped = self._to_doses(action)
+        doses, clipped = self.task.actions.to_doses(action, 1)  # validated: ValueError naming a bad action
         out = self.task.advance(self._cohort, self._rows, doses, clipped)
         reward = self.task.rewards(out.objectives)[0]
         reward = reward if self.task.vector_reward else float(reward)
@@ -75,4 +68,4 @@ class TaskEnv(gym.Env[np.ndarray, Any]):
             gym.logger.warn('render() needs render_mode="rgb_array" at construction, e.g. '
                             f'gym.make("{self.example_id}", render_mode="rgb_array")')
             return None
-        return self._render_image()
+        return self.task.render(self._cohort, 0)

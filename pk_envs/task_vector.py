@@ -74,14 +74,6 @@ class TaskVectorEnv(VectorEnv):
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
         self._started = False
 
-    # hooks -------------------------------------------------------------------
-    def _to_doses(self, actions, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Validated actions -> (doses, clipped flags)."""
-        raise NotImplementedError
-
-    def _render_one(self, index: int):
-        raise NotImplementedError
-
     # Gymnasium API -----------------------------------------------------------
     def reset(self, *, seed: int | list | None = None, options: dict[str, Any] | None = None):
         """Reset every sub-environment; ``seed`` an int (sub-env i gets ``seed + i``), a list or None."""
@@ -112,7 +104,7 @@ class TaskVectorEnv(VectorEnv):
         if not self._started:
             raise RuntimeError("call reset() before step()")
         n = self.num_envs
-        doses, clipped = self._to_doses(actions, n)
+        doses, clipped = self.task.actions.to_doses(actions, n)
         resetting = self._autoreset.copy()
         active, restart = np.flatnonzero(~resetting), np.flatnonzero(resetting)
         if restart.size:
@@ -161,4 +153,4 @@ class TaskVectorEnv(VectorEnv):
         if self.render_mode is None:
             logger.warn('render() needs render_mode="rgb_array" at construction')
             return None
-        return tuple(self._render_one(i) for i in range(self.num_envs))
+        return tuple(self.task.render(self._cohort, i) for i in range(self.num_envs))

@@ -25,7 +25,9 @@ def population_summary(n_patients: int, n_intervals: int, seed: int) -> None:
           f"standard dosing, seed {seed}\n")
     header = ("drug", "interval", "target", "median (p5-p95), last interval", "in window", "toxic", "time")
     rows = []
-    for i, drug in enumerate(DRUGS):
+    from tqdm.auto import tqdm
+
+    for i, drug in enumerate(tqdm(DRUGS, desc="simulating", unit="drug", leave=False)):
         start = time.perf_counter()
         model = get_model(drug)
         rng = np.random.default_rng([seed, i])

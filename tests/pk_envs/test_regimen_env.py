@@ -68,8 +68,8 @@ def test_vector_env_reproduces_single_envs_exactly():
 
 def test_a_course_fills_its_time_and_rewards_are_per_day():
     env = gym.make(VANCO).unwrapped
-    q12 = _run(env, [env.regimen_to_action(1000.0, 12.0)] * 30)
-    q24 = _run(env, [env.regimen_to_action(2000.0, 24.0)] * 30)
+    q12 = _run(env, [env.doses_to_action(1000.0, 12.0)] * 30)
+    q24 = _run(env, [env.doses_to_action(2000.0, 24.0)] * 30)
     assert len(q12) == 20 and len(q24) == 10
     assert q12[-1][2]["time_h"] == q24[-1][2]["time_h"] == env.course_h
     # the same daily dose gives nearly the same daily exposure: per-day efficacy makes the two comparable
@@ -81,8 +81,8 @@ def test_a_course_fills_its_time_and_rewards_are_per_day():
 
 def test_a_level_costs_exactly_level_cost_and_is_observed():
     env = gym.make(VANCO, level_cost=0.25).unwrapped
-    without = _run(env, [env.regimen_to_action(1500.0, 12.0, draw=False)] * 3)
-    drawn = _run(env, [env.regimen_to_action(1500.0, 12.0, draw=i == 2) for i in range(3)])
+    without = _run(env, [env.doses_to_action(1500.0, 12.0, draw=False)] * 3)
+    drawn = _run(env, [env.doses_to_action(1500.0, 12.0, draw=i == 2) for i in range(3)])
     assert without[2][1] - drawn[2][1] == pytest.approx(0.25, abs=1e-12)
     obs_without, obs_drawn, info = without[2][0], drawn[2][0], drawn[2][2]
     level_slot = 7 + 2 * 4  # covariates, 4 doses, 4 intervals
@@ -97,14 +97,14 @@ def test_a_level_costs_exactly_level_cost_and_is_observed():
 def test_vector_reward_counts_levels_as_a_third_objective():
     env = gym.make("PKDose/Vancomycin-Regimen-MO-v0").unwrapped
     assert env.reward_dim == 3
-    (_, reward, info), = _run(env, [env.regimen_to_action(1500.0, 8.0, draw=True)])[:1]
+    (_, reward, info), = _run(env, [env.doses_to_action(1500.0, 8.0, draw=True)])[:1]
     assert reward.dtype == np.float32 and reward.shape == (3,)
     assert reward[2] == -1.0 and reward[0] == pytest.approx(info["efficacy"], rel=1e-6) and reward[1] <= 0
 
 
 def test_holding_past_the_trained_gap_truncates():
     env = gym.make(VANCO).unwrapped
-    run = _run(env, [env.regimen_to_action(1000.0, 12.0)] + [env.regimen_to_action(0.0, 48.0)] * 5)
+    run = _run(env, [env.doses_to_action(1000.0, 12.0)] + [env.doses_to_action(0.0, 48.0)] * 5)
     last = run[-1][2]
     assert last["beyond_trained_gap"] and len(run) == 3  # 48 h + 48 h holds, the second cut at 100 h
     assert last["time_h"] == pytest.approx(100.0) and last["clip_count"] == 1
@@ -112,14 +112,14 @@ def test_holding_past_the_trained_gap_truncates():
 
 def test_overdosing_phenytoin_ends_in_a_serious_event():
     env = gym.make("PKDose/Phenytoin-Regimen-Discrete-v0").unwrapped
-    run = _run(env, [env.regimen_to_action(800.0, 8.0)] * 42)
+    run = _run(env, [env.doses_to_action(800.0, 8.0)] * 42)
     assert run[-1][2]["event"] and run[-1][2]["peak_mg_l"] > 40.0
     assert run[-1][1] < 0
 
 
 def test_ground_truth_patients_run_in_the_same_environment():
     env = gym.make(VANCO, simulator=GroundTruthEventSimulator("vancomycin")).unwrapped
-    run = _run(env, [env.regimen_to_action(1500.0, 12.0, draw=True)] * 20)
+    run = _run(env, [env.doses_to_action(1500.0, 12.0, draw=True)] * 20)
     assert len(run) == 20 and all(np.isfinite(step[1]) for step in run)
     assert 300 < run[-1][2]["exposure"] < 1500  # AUC24 of 3 g/day in a typical adult
 
@@ -147,7 +147,7 @@ def test_bad_discrete_actions_options_and_arguments_are_refused():
     with pytest.raises(ValueError, match="unknown reset option"):
         env.reset(options={"weight": 70})
     with pytest.raises(ValueError, match="not an option"):
-        env.unwrapped.regimen_to_action(1000.0, 10.0)
+        env.unwrapped.doses_to_action(1000.0, 10.0)
     with pytest.raises(ValueError, match="no regimen environment for 'mycophenolate'"):
         pk_envs.RegimenEnv("mycophenolate")
     with pytest.raises(ValueError, match="level_cost"):
@@ -164,7 +164,7 @@ def test_out_of_range_actions_are_clipped_and_counted():
 def test_render_shows_the_course():
     env = gym.make(VANCO, render_mode="rgb_array")
     env.reset(seed=0)
-    env.step(env.unwrapped.regimen_to_action(1500.0, 12.0, draw=True))
+    env.step(env.unwrapped.doses_to_action(1500.0, 12.0, draw=True))
     image = env.render()
     assert image.dtype == np.uint8 and image.ndim == 3 and image.std() > 0
 

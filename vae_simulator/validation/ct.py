@@ -254,11 +254,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.patients < 200:
         raise SystemExit(f"error: --patients must be >= 200 (groups of 100 share a schedule), got {args.patients}")
     results = []
-    for drug in DRUGS if args.drug == "all" else (args.drug,):
+    from tqdm.auto import tqdm
+
+    for drug in tqdm(DRUGS if args.drug == "all" else (args.drug,), desc="validating", unit="drug"):
         model, _ = load_model((args.weights_dir or ct_shipped_dir()) / f"{drug}.json", drug, CT_MANIFEST_FORMAT)
         data = simulate_regimen_dataset(drug, args.patients, VALIDATION_SEED)
         results.append(validate_ct(model, data))
-        print(markdown_table(results[-1:]).splitlines()[-1], flush=True)
+        tqdm.write(markdown_table(results[-1:]).splitlines()[-1])
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
     (args.out / "results.md").write_text(markdown_table(results) + "\n")

@@ -157,11 +157,14 @@ def repeat_cycles(grid: np.ndarray, c_pac: np.ndarray, c_carbo: np.ndarray, n_cy
     return Exposure(times, pac, carbo, np.trapezoid(c_pac, grid, axis=1), np.trapezoid(c_carbo, grid, axis=1))
 
 
-def _bisect_log(f, target: float, lo: float, hi: float, iterations: int = 40) -> float:
-    """Smallest x in [lo, hi] (log-scale bisection) with f(x) >= target, f nondecreasing."""
+def _bisect_log(f, target: float, lo: float, hi: float, iterations: int = 40, desc: str = "bisection") -> float:
+    """Smallest x in [lo, hi] (log-scale bisection) with f(x) >= target, f nondecreasing (``desc``: the
+    progress bar's label; each iteration simulates the cohort once)."""
+    from tqdm.auto import tqdm
+
     if f(hi) < target or f(lo) >= target:
         raise ValueError(f"target {target} not bracketed by [{lo:g}, {hi:g}]: f = [{f(lo):.3f}, {f(hi):.3f}]")
-    for _ in range(iterations):
+    for _ in tqdm(range(iterations), desc=desc, unit="step", leave=False):
         mid = np.sqrt(lo * hi)
         lo, hi = (mid, hi) if f(mid) < target else (lo, mid)
     return float(hi)
@@ -221,11 +224,13 @@ def calibrate(n: int = 2000, seed: int = 2024, target_grade34: float = TARGET_GR
     out["slope_paclitaxel_from_unbound"] = friberg.PACLITAXEL_SLOPE_UNBOUND_L_UMOL * friberg.PACLITAXEL_FU
     out["grade4_paclitaxel_alone_at_unbound_slope"] = incidence(
         alone, unit, out["slope_paclitaxel_from_unbound"], 0.0, 4)
-    slope_a = _bisect_log(lambda s: incidence(alone, unit, s, 0.0, 4), TARGET_PACLITAXEL_GRADE4, 0.5, 50.0)
+    slope_a = _bisect_log(lambda s: incidence(alone, unit, s, 0.0, 4), TARGET_PACLITAXEL_GRADE4, 0.5, 50.0,
+                          desc="paclitaxel ANC slope")
     out["slope_paclitaxel"] = slope_a
     out["grade4_paclitaxel_alone"] = incidence(alone, unit, slope_a, 0.0, 4)
     out["grade34_paclitaxel_alone"] = incidence(alone, unit, slope_a, 0.0, 3)
-    slope_b = _bisect_log(lambda s: incidence(conventional, unit, slope_a, s, 3), target_grade34, 1e-5, 1.0)
+    slope_b = _bisect_log(lambda s: incidence(conventional, unit, slope_a, s, 3), target_grade34, 1e-5, 1.0,
+                          desc="carboplatin ANC slope")
     out["slope_carboplatin"] = slope_b
     out["grade34_conventional"] = incidence(conventional, unit, slope_a, slope_b, 3)
     out["grade4_conventional"] = incidence(conventional, unit, slope_a, slope_b, 4)
@@ -243,7 +248,7 @@ def calibrate(n: int = 2000, seed: int = 2024, target_grade34: float = TARGET_GR
     def orr(scale: float) -> float:
         return objective_response_rate(tumour_sizes_at_assessments(six_cycles, kill.scale_kill(scale)))
 
-    scale = _bisect_log(orr, target_orr, 1e-3, 20.0)
+    scale = _bisect_log(orr, target_orr, 1e-3, 20.0, desc="tumour kill")
     out["kill_per_cycle_typical"] = scale
     out["kd_paclitaxel_l_umol_h"] = 0.5 * scale / auc_pac
     out["kd_carboplatin_l_umol_h"] = 0.5 * scale / auc_carbo

@@ -95,9 +95,10 @@ def calibrate(n: int = 2000, seed: int = 2024) -> dict[str, float]:
     mtt, slope = platelets.PLATELET_MTT_H, platelets.CARBOPLATIN_PLATELET_SLOPE_L_UMOL
     for _ in range(2):
         mtt = _bisect_log(lambda m, s=slope: typical_nadir_day(carbo_alone, m, s), TARGET_PLATELET_NADIR_DAY, 50.0, 2000.0,
-                          iterations=30)
+                          iterations=30, desc="platelet MTT")
         slope = _bisect_log(lambda s, m=mtt: grade3_thrombocytopenia(conventional, eta_platelets, m, s),
-                            TARGET_THROMBOCYTOPENIA_GRADE3, 1e-4, 1.0, iterations=30)
+                            TARGET_THROMBOCYTOPENIA_GRADE3, 1e-4, 1.0, iterations=30,
+                            desc="platelet slope")
     out["platelet_mtt_h"], out["platelet_slope_l_umol"] = mtt, slope
     out["platelet_nadir_day_typical"] = typical_nadir_day(carbo_alone, mtt, slope)
     out["thrombocytopenia_grade3_7_cycles"] = grade3_thrombocytopenia(conventional, eta_platelets, mtt, slope)
@@ -112,7 +113,7 @@ def calibrate(n: int = 2000, seed: int = 2024) -> dict[str, float]:
         damage = adverse_events.neuropathy_damage(0.0, s, GOG0209_CYCLES * time_above)
         return float(np.mean(adverse_events.neuropathy_grade(damage) >= adverse_events.SEVERE_NEUROPATHY_GRADE))
 
-    typical = _bisect_log(severe_neuropathy, TARGET_NEUROPATHY_GRADE3, 1e-5, 1.0)
+    typical = _bisect_log(severe_neuropathy, TARGET_NEUROPATHY_GRADE3, 1e-5, 1.0, desc="neuropathy sensitivity")
     out["median_time_above_0_05_h"] = float(np.median(time_above))
     out["neuropathy_s_typical_per_h"], out["neuropathy_grade3_7_cycles"] = typical, severe_neuropathy(typical)
 
@@ -125,7 +126,7 @@ def calibrate(n: int = 2000, seed: int = 2024) -> dict[str, float]:
     def febrile(hazard: float) -> float:
         return float(np.mean(adverse_events.febrile_probability(grade4_days, hazard)))
 
-    hazard = _bisect_log(febrile, TARGET_FEBRILE_NEUTROPENIA, 1e-5, 10.0)
+    hazard = _bisect_log(febrile, TARGET_FEBRILE_NEUTROPENIA, 1e-5, 10.0, desc="febrile hazard")
     out["febrile_hazard_per_grade4_day"], out["febrile_neutropenia_7_cycles"] = hazard, febrile(hazard)
     out["grade4_neutropenia_7_cycles"] = float(np.mean(neutropenia_grade(anc.min(axis=1)) == 4))
 
@@ -137,7 +138,8 @@ def calibrate(n: int = 2000, seed: int = 2024) -> dict[str, float]:
             params = tumour.TumourParameters.from_normals(eta_tumour, population=factories[name](kill))
             return objective_response_rate(tumour_sizes_at_assessments(exposure, params))
 
-        kill = _bisect_log(orr, tumour_types.TARGET_ORR[name], 1e-3, 20.0, iterations=30)
+        kill = _bisect_log(orr, tumour_types.TARGET_ORR[name], 1e-3, 20.0, iterations=30,
+                            desc=f"{name} kill")
         out[f"{name}_kill_per_cycle"], out[f"{name}_orr"] = kill, orr(kill)
     return out
 
