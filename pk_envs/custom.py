@@ -11,7 +11,7 @@ from pk_envs.single_drug import SingleDrugEnv
 from vae_simulator.byod.simulator import TableIntervalSimulator
 
 _USAGE = ('e.g. gym.make("PKDose/Custom-v0", weights="runs/byod/mydrug/best/mydrug.json", '
-          'target="auc24:400-600"); train the weights with `python train.py vae --data TABLE.csv --covariates ...`')
+          'target="auc24:400-600"); train the weights with `pkdose vae --data TABLE.csv --covariates ...`')
 
 
 def _one_interval(intervals_h) -> float | None:
@@ -78,7 +78,7 @@ class CustomDrugEnv(TableModelAttributes, SingleDrugEnv):
 
     :class:`~pk_envs.single_drug.SingleDrugEnv` (same spaces layout, rewards, episode rules,
     seeding and native vector env) on a PK-VAE **learnt from your own monitoring table** by
-    ``python train.py vae --data TABLE.csv --covariates ...`` (:mod:`vae_simulator.byod`), for a
+    ``pkdose vae --data TABLE.csv --covariates ...`` (:mod:`vae_simulator.byod`), for a
     drug no published model stands behind. The patient is
     :class:`~vae_simulator.byod.simulator.TableIntervalSimulator`: covariate vectors resampled from
     the table's training records, latent ``z`` from the fitted latent population given them,

@@ -1,6 +1,6 @@
 """Ground-truth population summary: every drug under its standard dosing, against its target.
 
-    python train.py population [--patients 500] [--intervals 10] [--seed 0]
+    pkdose population [--patients 500] [--intervals 10] [--seed 0]
 
 Simulates a virtual population of every drug in the ground-truth library (no PK-VAE) and prints
 the last interval's exposure (median, 5th-95th percentile) and the share in the window and above

@@ -197,7 +197,7 @@ def test_registered_ids_pass_checkers_and_reward_prefers_label_dose(drug, versio
         return env_id(drug_name, variant, version)
 
     if version == 0 and not has_shipped_weights(drug):
-        with pytest.raises(FileNotFoundError, match=f"no shipped PK-VAE for '{drug}'.*train.py vae --drug {drug}"):
+        with pytest.raises(FileNotFoundError, match=f"no shipped PK-VAE for '{drug}'.*pkdose vae --drug {drug}"):
             gym.make(env_id_v(name))
         return
     for variant, kwargs in SINGLE_DRUG_VARIANTS.items():
@@ -291,7 +291,7 @@ def test_missing_weights_give_a_clear_error(monkeypatch, tmp_path):
     from vae_simulator.vae import io
 
     monkeypatch.setattr(io, "shipped_weights_dir", lambda: tmp_path)
-    with pytest.raises(FileNotFoundError, match="no shipped PK-VAE for 'mycophenolate'.*train.py vae"):
+    with pytest.raises(FileNotFoundError, match="no shipped PK-VAE for 'mycophenolate'.*pkdose vae"):
         load_simulator.__wrapped__("mycophenolate")  # uncached: the process may hold the shipped one
 
 

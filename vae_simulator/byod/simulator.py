@@ -99,7 +99,7 @@ class TableIntervalSimulator(CTIntervalSimulator):
     """A table's PK-VAE stepped one fixed interval at a time (module docstring).
 
     Args:
-        manifest: the ``.json`` manifest written by ``python train.py vae --data ...``.
+        manifest: the ``.json`` manifest written by ``pkdose vae --data ...``.
         target: the exposure window (:func:`exposure_target`).
         toxic_above: exposure above which the reward counts toxicity (default the window's top).
         interval_h: the dosing interval, h (default the table's typical one; within the longest gap seen).
@@ -116,7 +116,7 @@ class TableIntervalSimulator(CTIntervalSimulator):
         data = info["data"]
         if "covariate_rows" not in data:
             raise ValueError(f"{manifest}: the manifest has no training covariate rows to draw patients from "
-                             "(written by an earlier pkdose); retrain with `python train.py vae --data ...`")
+                             "(written by an earlier pkdose); retrain with `pkdose vae --data ...`")
         rows = np.asarray(data["covariate_rows"], dtype=float).reshape(-1, len(encoder.names))
         ct = CTPatientSimulator(model, reference_covariates=rows)
         limits = ct.limits

@@ -1,6 +1,6 @@
 """Learn a continuous-time PK-VAE from a clinic's own NONMEM table.
 
-    python train.py vae --data phenobarb.csv --covariates WT,APGAR --name phenobarb
+    pkdose vae --data phenobarb.csv --covariates WT,APGAR --name phenobarb
     python -m vae_simulator.byod.train --data TABLE.csv --covariates WT,SEX:cat --lloq 0.5 --resume
 
 The architecture is the shipped drugs' (:mod:`vae_simulator.vae.ct_model`: an event GRU with a

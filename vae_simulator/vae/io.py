@@ -141,7 +141,7 @@ def load_pretrained(drug: str) -> tuple[PKVAE, dict]:
     path = shipped_weights_dir() / f"{drug}.json"
     if not path.is_file():
         raise FileNotFoundError(f"no shipped PK-VAE for {drug!r} ({path} missing); train one with "
-                                f"`python train.py vae --drug {drug} --export`")
+                                f"`pkdose vae --drug {drug} --export`")
     return load_model(path, expected_drug=drug)
 
 

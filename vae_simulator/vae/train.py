@@ -1,7 +1,7 @@
 """Train one drug's PK-VAE on ground-truth virtual patients.
 
-    python train.py vae --drug vancomycin --export       # generate data if needed, train, export
-    python train.py vae --drug all --export              # every drug: the shipped decoders
+    pkdose vae --drug vancomycin --export       # generate data if needed, train, export
+    pkdose vae --drug all --export              # every drug: the shipped decoders
     python -m vae_simulator.vae.train --drug phenytoin --epochs 100 --resume
 
 Per epoch it writes ``<out>/checkpoint.pt`` (model, optimiser, early-stopping state; tensors
