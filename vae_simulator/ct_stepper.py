@@ -1,4 +1,4 @@
-"""The continuous-time decoder's event step and head in numpy: fast and batch-invariant.
+"""The continuous-time decoder's event step and head outside torch: fast and batch-invariant.
 
 :class:`~vae_simulator.ct_simulator.CTPatientSimulator` advances patients one dose at a time and
 reads concentrations off the state after the last dose. This module does that arithmetic outside
@@ -7,9 +7,11 @@ torch, reorganised as the interval-grid decoder's :class:`~vae_simulator.simulat
 * the GRU input and the head's first layer take ``[z, x]`` (GRU) and ``z`` (head), fixed per
   patient, so they are projected once (:meth:`CTStepper.start`, the ``constants``); a dose adds
   its own small projection;
-* every product is one BLAS call per patient (:func:`~vae_simulator.simulator.rowwise_matmul`, or
-  a stacked ``(T, F) @ (F, H)`` per patient for the queries), so a patient's numbers do not depend
-  on who else is in the batch: a vector environment equals N single ones bit for bit;
+* an event and the head at the query times are one compiled loop per patient
+  (:func:`~vae_simulator.decoder_kernels.give_events`, :func:`~vae_simulator.decoder_kernels.head_concentrations`;
+  :meth:`CTStepper.start`'s products are :func:`~vae_simulator.simulator.rowwise_matmul`), so a
+  patient's numbers do not depend on who else is in the batch: a vector environment equals N
+  single ones bit for bit;
 * float32, the precision the decoder was trained in; concentrations are returned in float64.
 
 Results equal the torch decoder over the whole history (:class:`~vae_simulator.vae.ct_model.CTDecoder`)
@@ -21,19 +23,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from vae_simulator.decoder_kernels import give_events, head_concentrations
 from vae_simulator.simulator import rowwise_matmul
 from vae_simulator.vae.ct_model import CTPKVAE
 
 #: log-concentration cap of :meth:`CTPKVAE.concentration` (keeps exp finite)
 LOG_CONC_CAP = 20.0
-
-
-def _silu(a: np.ndarray) -> np.ndarray:
-    return a / (1.0 + np.exp(-a))
-
-
-def _sigmoid(a: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-a))
 
 
 class CTStepper:
@@ -67,6 +62,17 @@ class CTStepper:
                                            np.ascontiguousarray(w0[h + d:]))
         self.b0 = cast(linears[0].bias)
         self.rest = [(cast(m.weight.T), cast(m.bias)) for m in linears[1:]]
+        (w_last, b_last), middle = self.rest[-1], self.rest[:-1]
+        if any(w.shape != (h, h) for w, _ in middle) or w_last.shape != (h, 1):
+            raise TypeError(f"CTStepper needs a head of {h} x {h} hidden layers and one output, got "
+                            f"{[w.shape for w, _ in self.rest]}")
+        w_mid = np.stack([w for w, _ in middle]) if middle else np.zeros((0, h, h), self.dtype)
+        b_mid = np.stack([b for _, b in middle]) if middle else np.zeros((0, h), self.dtype)
+        self._head_weights = (self.w0_h, self.w0_f, w_mid, b_mid, w_last, b_last)
+        inv_tau = self.inv_tau.astype(float)
+        self._time_params = (inv_tau, 1.0 / self.interval_h)
+        self._head_params = (inv_tau, 1.0 / self.interval_h, self.duration_scale_h, self.y_shift, self.y_scale,
+                             LOG_CONC_CAP)
 
     # ------------------------------------------------------------------ pieces
     def scale_covariates(self, covariates: np.ndarray) -> np.ndarray:
@@ -97,36 +103,16 @@ class CTStepper:
     def give(self, carry: np.ndarray, gap_h: np.ndarray, amount_mg: np.ndarray, infusion_h: np.ndarray,
              given: np.ndarray) -> np.ndarray:
         """The carry after one event per patient (``gap_h`` since the previous one; rows not ``given`` unchanged)."""
-        hs = self.hidden
-        h, gru_const = carry[:, :hs], carry[:, hs:4 * hs]
-        u = np.concatenate([(np.asarray(amount_mg, dtype=self.dtype) / self.dtype.type(self.dose_max_mg))[:, None],
-                            (np.asarray(infusion_h, dtype=self.dtype) / self.dtype.type(self.duration_scale_h))[:, None],
-                            self.phi(gap_h)], axis=1)
-        gi = rowwise_matmul(u, self.w_ih_u) + gru_const
-        gh = rowwise_matmul(h, self.w_hh) + self.b_hh
-        r = _sigmoid(gi[:, :hs] + gh[:, :hs])
-        update = _sigmoid(gi[:, hs:2 * hs] + gh[:, hs:2 * hs])
-        candidate = np.tanh(gi[:, 2 * hs:] + r * gh[:, 2 * hs:])
-        h_new = (1 - update) * candidate + update * h
-        out = carry.copy()
-        out[:, :hs] = np.where(np.asarray(given, dtype=bool)[:, None], h_new, h)
-        return out
+        dt = self.dtype
+        return give_events(np.ascontiguousarray(carry, dtype=dt), np.asarray(gap_h, dtype=float),
+                           np.asarray(amount_mg, dtype=dt) / dt.type(self.dose_max_mg),
+                           np.asarray(infusion_h, dtype=dt) / dt.type(self.duration_scale_h),
+                           np.asarray(given, dtype=bool), (self.w_ih_u, self.w_hh, self.b_hh), self._time_params)
 
     def concentrations(self, carry: np.ndarray, since_h: np.ndarray, last_mg: np.ndarray,
                        last_infusion_h: np.ndarray) -> np.ndarray:
         """Concentrations (mg/L, float64, ``(n, T)``) ``since_h (n, T)`` h after each patient's last dose."""
-        hs = self.hidden
-        since = np.maximum(np.asarray(since_h, dtype=self.dtype), 0)
-        d_e = np.asarray(last_infusion_h, dtype=self.dtype)[:, None]
-        a_e = np.broadcast_to((np.asarray(last_mg, dtype=self.dtype) / self.dtype.type(self.dose_max_mg))[:, None],
-                              since.shape)
-        feats = np.concatenate([a_e[..., None], self.phi(since), self.phi(since - d_e),
-                                (np.minimum(since, d_e) / self.dtype.type(self.duration_scale_h))[..., None]], axis=-1)
-        first = rowwise_matmul(carry[:, :hs], self.w0_h) + carry[:, 4 * hs:]
-        a = _silu(np.matmul(np.ascontiguousarray(feats), self.w0_f) + first[:, None, :])
-        for i, (w, b) in enumerate(self.rest):
-            a = np.matmul(a, w) + b
-            if i < len(self.rest) - 1:
-                a = _silu(a)
-        log_c = self.y_shift + self.y_scale * a[..., 0].astype(float)
-        return np.exp(np.minimum(log_c, LOG_CONC_CAP))
+        dt = self.dtype
+        return head_concentrations(np.ascontiguousarray(carry, dtype=dt), np.asarray(since_h, dtype=float),
+                                   np.asarray(last_mg, dtype=dt) / dt.type(self.dose_max_mg),
+                                   np.asarray(last_infusion_h, dtype=float), self._head_weights, self._head_params)

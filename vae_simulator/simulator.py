@@ -15,9 +15,9 @@ pinned latents outside the fitted population (:meth:`PKSimulator.latent_bounds`)
 implements :class:`vae_simulator.interface.PatientSimulator`, the contract with the environments.
 
 That is the reference path. The environments step :class:`DecoderStepper`, the same function
-reorganised for speed (per-patient inputs projected once per episode, float32 network,
-:func:`rowwise_matmul` so that a patient's numbers do not depend on the batch); it equals the
-reference within float rounding (``tests/pk_envs/test_fast_paths.py``).
+reorganised for speed (per-patient inputs projected once per episode, float32 network, a compiled
+step whose per-patient arithmetic does not depend on the batch, :mod:`vae_simulator.decoder_kernels`);
+it equals the reference within float rounding (``tests/pk_envs/test_fast_paths.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import functools
 import numpy as np
 
 from vae_simulator.covariates import Covariates, draw_covariate_row
+from vae_simulator.decoder_kernels import step_rows
 from vae_simulator.groundtruth import get_model
 from vae_simulator.groundtruth.base import ExposureTarget
 from vae_simulator.interface import LATENT_RANGE_SD, AdultCovariates, NormalSource, Patients, check_patients
@@ -95,10 +96,6 @@ class NumpyDecoder:
         return np.maximum(np.exp(y * self.y_scale + self.y_shift) - self.cfg.c0_mg_l, 0.0)
 
 
-#: Rows the decoder fast path processes at a time (its temporaries then stay in the CPU cache).
-CHUNK_ROWS = 512
-
-
 def rowwise_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``x @ w`` as one BLAS matrix-vector product per row: each row's result is bit-identical
     whatever the batch it is computed in.
@@ -121,12 +118,14 @@ class DecoderStepper:
     * the GRU input and the first head layer take ``[z, x, dose]``; the ``z, x`` part is fixed
       per patient, so it is projected once per episode (:meth:`start`, the ``constants``) and a
       step adds only ``dose * w_dose``;
-    * every product is :func:`rowwise_matmul`, so a patient's numbers do not depend on who else
-      is in the batch (a vector environment equals N single ones bit for bit);
+    * the step is one compiled loop per patient (:func:`vae_simulator.decoder_kernels.step_rows`;
+      :meth:`start`'s products are :func:`rowwise_matmul`), so a patient's numbers do not depend on
+      who else is in the batch (a vector environment equals N single ones bit for bit), and large
+      batches use every core;
     * the last layer computes only the mean and the log-sigma columns ``sigma_index`` asked for;
-    * ``dtype``: arithmetic precision of the network (float64 default; float32 is the precision
-      the decoder was trained in and 3-4x faster in large batches). Concentrations are always
-      computed in float64 from the network's output.
+    * ``dtype``: arithmetic precision of the network's products (float64 default; float32 is the
+      precision the decoder was trained in and what the environments run). Concentrations are
+      always computed in float64 from the network's output.
 
     Results equal the reference within float rounding (``tests/pk_envs/test_fast_paths.py``: relative
     1e-10 in float64; float32 as close as the torch decoder is to the reference, 2e-5).
@@ -158,6 +157,15 @@ class DecoderStepper:
         self.w_last, self.b_last = cast(w_last[:, columns]), cast(b_last[columns])
         self.min_log_sigma = float(cfg.min_log_sigma)
         self.dose_max_mg = float(cfg.dose_max_mg)
+        if any(w.shape != (hidden, hidden) for w, _ in self.middle):
+            raise TypeError(f"DecoderStepper needs the head's hidden layers to be {hidden} x {hidden}, got "
+                            f"{[w.shape for w, _ in self.middle]}")
+        w_mid = np.stack([w for w, _ in self.middle]) if self.middle else np.zeros((0, hidden, hidden), self.dtype)
+        b_mid = np.stack([b for _, b in self.middle]) if self.middle else np.zeros((0, hidden), self.dtype)
+        #: the compiled step's weights, in :func:`~vae_simulator.decoder_kernels.step_rows`'s order
+        self.weights = (self.w_hh, self.b_hh, self.w_ih_dose, self.w0_h, self.w0_dose, cast(w_mid), cast(b_mid),
+                        self.w_last, self.b_last)
+        self.output_params = np.array([self.min_log_sigma, sim.decoder.y_scale, sim.decoder.y_shift, cfg.c0_mg_l])
 
     @property
     def constants_size(self) -> int:
@@ -179,57 +187,19 @@ class DecoderStepper:
         """Give each patient one interval's dose (``(n,)`` mg, checked against the trained range).
 
         Returns concentrations ``(n, G)`` mg/L, log-sigma ``(n, len(sigma_index))`` on those grid
-        points and the new state, as :meth:`PKSimulator.step` (float64 arrays).
+        points and the new state, as :meth:`PKSimulator.step` (float64 arrays); computed by the
+        compiled, batch-invariant :func:`vae_simulator.decoder_kernels.step_rows`.
         """
         doses = self.sim.check_doses(doses_mg)
-        n, hidden = state.shape[0], self.hidden
+        n = state.shape[0]
         if doses.shape[0] != n or constants.shape[0] != n:
             raise ValueError(f"{n} states but {doses.shape[0]} doses and {constants.shape[0]} constants")
-        dose = (doses / self.dose_max_mg).astype(self.dtype)[:, None]
-        new_state = np.empty_like(state)
-        if n <= CHUNK_ROWS:
-            new_state[:, :hidden], out = self._network(state[:, :hidden], constants, dose)
-        else:
-            out = np.empty((n, self.b_last.size), self.dtype)
-            for lo in range(0, n, CHUNK_ROWS):  # rows are independent; chunks keep the temporaries in cache
-                rows = slice(lo, lo + CHUNK_ROWS)
-                new_state[rows, :hidden], out[rows] = self._network(state[rows, :hidden], constants[rows], dose[rows])
-        grid = self.grid_size
-        log_sigma = self.min_log_sigma + _softplus(out[:, grid:].astype(float) - self.min_log_sigma)
-        new_state[:, -1] = np.maximum(state[:, -1], doses > 0)
-        conc = self.sim.decoder.to_conc(out[:, :grid].astype(float))
-        conc[new_state[:, -1] == 0] = 0.0  # never dosed: exactly 0 (as PKVAE.decode)
-        return conc, log_sigma, new_state
-
-    def _network(self, h: np.ndarray, constants: np.ndarray, dose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """GRU cell and head on rows of (state, constants, scaled dose): new GRU state, head output."""
-        hidden, dt = self.hidden, self.dtype
-        h = h.astype(dt)
-        constants = constants.astype(dt, copy=False)
-        gh = rowwise_matmul(h, self.w_hh)
-        gh += self.b_hh
-        gi = dose * self.w_ih_dose
-        gi += constants[:, :3 * hidden]
-        gates = gi[:, :2 * hidden]
-        gates += gh[:, :2 * hidden]
-        gates = _sigmoid(gates)
-        reset, update = gates[:, :hidden], gates[:, hidden:]
-        cand = reset * gh[:, 2 * hidden:]
-        cand += gi[:, 2 * hidden:]
-        np.tanh(cand, out=cand)
-        h = (1.0 - update) * cand + update * h
-        out = rowwise_matmul(h, self.w0_h)
-        out += constants[:, 3 * hidden:]
-        out += dose * self.w0_dose
-        with np.errstate(over="ignore"):  # silu of a very negative input: exp overflows to inf, silu -> -0
-            out = _silu(out)
-            for w, b in self.middle:
-                out = rowwise_matmul(out, w)
-                out += b
-                out = _silu(out)
-        out = rowwise_matmul(out, self.w_last)
-        out += self.b_last
-        return h, out
+        if state.shape[1:] != (self.hidden + 1,) or constants.shape[1:] != (self.constants_size,):
+            raise ValueError(f"states must be (n, {self.hidden + 1}) and constants (n, {self.constants_size}), got "
+                             f"{state.shape} and {constants.shape}")
+        dose = (doses / self.dose_max_mg).astype(self.dtype)
+        return step_rows(np.ascontiguousarray(state, dtype=float), np.ascontiguousarray(constants, dtype=self.dtype),
+                         doses, dose, self.weights, self.output_params, self.sigma_index.size)
 
 
 class PKSimulator(AdultCovariates):

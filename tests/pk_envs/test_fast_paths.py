@@ -17,6 +17,7 @@ import pytest
 
 import pk_envs
 import pk_envs._common as common
+from vae_simulator.decoder_kernels import PARALLEL_ROWS, ROWS_PER_TASK
 from vae_simulator.groundtruth.pd import (
     BACKENDS,
     FribergParameters,
@@ -28,7 +29,7 @@ from vae_simulator.groundtruth.pd import (
     tumour,
 )
 from vae_simulator.groundtruth.pd._statespace import check_parameter_arrays, rk4_on_grid
-from vae_simulator.simulator import CHUNK_ROWS, DecoderStepper, PKSimulator, rowwise_matmul
+from vae_simulator.simulator import DecoderStepper, PKSimulator, rowwise_matmul
 
 gym.register_envs(pk_envs)
 
@@ -40,9 +41,10 @@ def vancomycin() -> PKSimulator:
 
 @pytest.fixture(scope="module")
 def cohort(vancomycin):
-    """Patients (more than one chunk of the fast path) and a 6-interval regimen with held doses."""
+    """Patients (a batch the compiled step splits over the cores, with a partial last task) and a
+    6-interval regimen with held doses."""
     rng = np.random.default_rng(0)
-    patients = vancomycin.sample_patients(CHUNK_ROWS + 37, rng)
+    patients = vancomycin.sample_patients(PARALLEL_ROWS + ROWS_PER_TASK + 37, rng)
     doses = rng.uniform(0.0, 3000.0, (len(patients), 6))
     doses[:20, :2] = 0.0  # never dosed yet: concentrations exactly 0
     doses[20:40, 3] = 0.0  # a held dose mid-course
@@ -88,7 +90,8 @@ def test_decoder_fast_path_is_bit_identical_for_a_patient_in_any_batch(vancomyci
     patients, doses = cohort
     stepper = DecoderStepper(vancomycin, sigma_index=[2, 11], dtype=dtype)
     state, constants = stepper.start(patients.covariates, patients.z)
-    for i in (0, 25, CHUNK_ROWS - 1, CHUNK_ROWS, len(patients) - 1):  # inside and across the chunk boundary
+    # alone (the serial loop) vs in a parallel batch: inside, at and across the tasks' boundaries
+    for i in (0, 25, ROWS_PER_TASK - 1, ROWS_PER_TASK, len(patients) - 1):
         one_state, one_constants = stepper.start(patients.covariates[i:i + 1], patients.z[i:i + 1])
         np.testing.assert_array_equal(one_constants[0], constants[i])
         batch_state, row_state = state, one_state
@@ -98,6 +101,27 @@ def test_decoder_fast_path_is_bit_identical_for_a_patient_in_any_batch(vancomyci
             for batch, row in zip(batch_out, row_out):
                 np.testing.assert_array_equal(row[0], batch[i])
             batch_state, row_state = batch_out[2], row_out[2]
+    # a small serial batch in another order gives the same rows as the parallel batch
+    picked = np.array([len(patients) - 1, 3, ROWS_PER_TASK, 0])
+    small = stepper.step(state[picked], constants[picked], doses[picked, 0])
+    for batch, part in zip(stepper.step(state, constants, doses[:, 0]), small):
+        np.testing.assert_array_equal(part, batch[picked])
+
+
+def test_compiled_decoder_step_does_not_depend_on_the_number_of_threads(vancomycin, cohort):
+    import numba
+
+    patients, doses = cohort
+    stepper = DecoderStepper(vancomycin, sigma_index=[2, 11], dtype=np.float32)
+    state, constants = stepper.start(patients.covariates, patients.z)
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = stepper.step(state, constants, doses[:, 0])
+    finally:
+        numba.set_num_threads(threads)
+    for a, b in zip(one, stepper.step(state, constants, doses[:, 0])):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_decoder_fast_path_refuses_untrained_doses_and_bad_sizes(vancomycin, cohort):
@@ -110,6 +134,8 @@ def test_decoder_fast_path_refuses_untrained_doses_and_bad_sizes(vancomycin, coh
         stepper.step(state, constants, [100.0, np.nan])
     with pytest.raises(ValueError, match="2 states but 3 doses"):
         stepper.step(state, constants, [100.0, 200.0, 300.0])
+    with pytest.raises(ValueError, match=r"constants \(n, 384\)"):
+        stepper.step(state, constants[:, :10], [100.0, 200.0])
     with pytest.raises(ValueError, match=r"sigma_index must hold grid indices in \[0, 11\]"):
         DecoderStepper(vancomycin, sigma_index=[12])
 

@@ -10,6 +10,7 @@ from vae_simulator.ct_simulator import (
     EventSimulator,
     GroundTruthEventSimulator,
 )
+from vae_simulator.decoder_kernels import PARALLEL_ROWS, ROWS_PER_TASK
 from vae_simulator.events import DosingEvents
 from vae_simulator.irregular import simulate_regimen_dataset
 from vae_simulator.vae.ct_train import CTTrainSettings, build_ct_model
@@ -127,16 +128,21 @@ def test_bad_times_and_latents_are_refused(ct_sim):
     assert len(ct_sim.make_patients(patients.covariates, patients.hidden)) == 1
 
 
-def test_a_patients_numbers_do_not_depend_on_the_batch(ct_sim):
+@pytest.mark.parametrize("n", [5, PARALLEL_ROWS + 70])  # the serial loop; a batch split over the cores
+def test_a_patients_numbers_do_not_depend_on_the_batch(ct_sim, n):
     """The vector environments' promise (bit for bit): rows stepped together equal rows stepped alone."""
-    patients = ct_sim.sample_patients(5, np.random.default_rng(6))
-    times = np.array([0.0, 0.0, 3.0, 1.0, 0.5])
-    together = ct_sim.give_doses(ct_sim.start(patients), times, np.full(5, 1500.0), np.full(5, 1.0))
-    query = times[:, None] + np.array([[0.5, 2.0, 11.0]])
+    rng = np.random.default_rng(6)
+    patients = ct_sim.sample_patients(n, rng)
+    times = rng.choice([0.0, 0.5, 1.0, 3.0], n)
+    doses = rng.uniform(250.0, 3000.0, n)
+    together = ct_sim.give_doses(ct_sim.start(patients), times, doses, np.full(n, 1.0))
+    together = ct_sim.give_doses(together, times + 12.0, doses[::-1].copy(), np.full(n, 1.0))
+    query = times[:, None] + np.array([[12.5, 14.0, 23.0]])
     batch = ct_sim.concentrations(together, query)
-    for i in range(5):
-        alone = ct_sim.give_doses(ct_sim.start(EventPatients(patients.covariates[i:i + 1], patients.hidden[i:i + 1])),
-                                  times[i:i + 1], np.array([1500.0]), np.array([1.0]))
+    for i in sorted({0, 1, n // 2, ROWS_PER_TASK, n - 1} & set(range(n))):
+        alone = ct_sim.start(EventPatients(patients.covariates[i:i + 1], patients.hidden[i:i + 1]))
+        alone = ct_sim.give_doses(alone, times[i:i + 1], doses[i:i + 1], np.array([1.0]))
+        alone = ct_sim.give_doses(alone, times[i:i + 1] + 12.0, doses[::-1][i:i + 1].copy(), np.array([1.0]))
         np.testing.assert_array_equal(ct_sim.concentrations(alone, query[i:i + 1])[0], batch[i])
 
 
