@@ -38,7 +38,7 @@ PARALLEL_ROWS = 256
 ROWS_PER_TASK = 64
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _affine(x, w, b, out):
     """``out = x @ w + b`` for one row: each ``out[j]`` accumulates ``x[k] * w[k, j]`` for ``k = 0, 1, ...`` in
     order, then adds ``b[j]``. Four inputs per pass over the outputs (the same additions in the same
@@ -66,7 +66,7 @@ def _affine(x, w, b, out):
 TANH_CLAMP = 7.90531110763549805
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _tanh(x, exact):
     """libm's tanh if ``exact`` (float64 networks), else the rational approximation of Eigen's ``generic_fast_tanh_float`` (degree 13 / 6 on
     ``|x| <= 7.905``), evaluated in float64: within 3.5 float32 ulps of tanh (max relative error
@@ -92,7 +92,7 @@ def _tanh(x, exact):
 SIGMOID_TAIL = -8.0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _sigmoid(x, exact):
     if exact:
         return 1.0 / (1.0 + math.exp(-x))
@@ -102,14 +102,14 @@ def _sigmoid(x, exact):
     return 0.5 * (1.0 + _tanh(0.5 * x, False))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _silu_inplace(a, exact):
     for j in range(a.shape[0]):
         v = float(a[j])
         a[j] = v * _sigmoid(v, exact)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _row(i, state, constants, dose, doses_mg, w_hh, b_hh, w_ih_dose, w0_h, w0_dose, w_mid, b_mid, w_last, b_last,
          params, new_state, conc, log_sigma, h, gh, a, a2, out, exact):
     """Patient ``i``: the GRU cell, the head, concentrations and log-sigma (module docstring)."""
@@ -200,7 +200,7 @@ def step_rows(state: np.ndarray, constants: np.ndarray, doses_mg: np.ndarray, do
 # patient) and the head at any query times after the last dose, one compiled loop per patient.
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _phi(s_h, inv_tau, inv_interval, out, at):
     """Time features of ``s_h`` h at ``out[at:]``: ``exp(-s / tau_i)``, then ``log1p(s / interval)`` (s >= 0)."""
     s = max(s_h, 0.0)
@@ -209,7 +209,7 @@ def _phi(s_h, inv_tau, inv_interval, out, at):
     out[at + inv_tau.shape[0]] = math.log1p(s * inv_interval)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _give_row(i, carry, gap_h, amount_scaled, infusion_scaled, given, w_ih_u, w_hh, b_hh, inv_tau, inv_interval,
               out, u, h, gi, gh, exact):
     hidden = h.shape[0]
@@ -266,7 +266,7 @@ def give_events(carry: np.ndarray, gap_h: np.ndarray, amount_scaled: np.ndarray,
     return out
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _head_row(i, carry, since_h, last_scaled, infusion_h, w0_h, w0_f, w_mid, b_mid, w_last, b_last,
               inv_tau, inv_interval, duration_scale, y_shift, y_scale, cap, conc, h, first, feats, a, a2, out, exact):
     hidden, n_phi = h.shape[0], inv_tau.shape[0] + 1
