@@ -89,8 +89,13 @@ class NativeVecEnv(VecEnv):
                 value = np.asarray(value)
                 if value.ndim > 2 or (value.ndim == 2 and value.shape[1] > MAX_INFO_VECTOR):
                     continue
-                for i in np.flatnonzero(source.get(f"_{key}", np.ones(self.num_envs, bool))):
-                    infos[i][key] = value[i]
+                mask = source.get(f"_{key}")
+                if mask is None or np.all(mask):  # every sub-environment has it: one pass, no index arithmetic
+                    for one, entry in zip(infos, value):
+                        one[key] = entry
+                else:
+                    for i in np.flatnonzero(mask):
+                        infos[i][key] = value[i]
         for i in np.flatnonzero(terminated | truncated):
             infos[i]["terminal_observation"] = info["final_obs"][i]
             infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])

@@ -58,11 +58,14 @@ def test_adapter_follows_sb3_conventions():
     again = NativeVecEnv("PKDose/Phenytoin-v0", 4)
     again.seed(3)
     np.testing.assert_array_equal(first, again.reset())
-    actions = np.zeros((4, 1), np.float32)
+    actions = np.linspace(-1.0, -0.4, 4, dtype=np.float32)[:, None]  # a different low dose per patient (no events)
+    dose_max = gym.make("PKDose/Phenytoin-v0").unwrapped.dose_levels_mg[-1]  # the env's public dose range
     for step in range(14):  # the phenytoin course is 14 intervals
         obs, rewards, dones, infos = venv.step(actions)
         assert rewards.shape == (4,) and len(infos) == 4
         assert all("efficacy" in info and "covariates" not in info for info in infos)
+        # each patient's own row of the vector info, in order
+        np.testing.assert_allclose([info["dose_mg"] for info in infos], (actions[:, 0] + 1.0) / 2.0 * dose_max, rtol=1e-6)
     assert dones.all()
     for i, info in enumerate(infos):
         assert info["TimeLimit.truncated"] is True
