@@ -36,6 +36,14 @@ POLICY_NAMES = {"ppo": "MlpPolicy", "sac": "MlpPolicy", "recurrent_ppo": "MlpLst
 #: Default number of parallel patients (vector env size) per algorithm.
 DEFAULT_N_ENVS = {"ppo": 16, "sac": 8, "recurrent_ppo": 16}
 
+#: The main job's PPO on a single-drug id (``pkdose train`` without ``--n-envs``): 64 patients x 32
+#: intervals (the same 2,048 transitions per update), minibatches of 1,024 (half the gradient steps)
+#: and one torch thread. Measured on the 2-core machine, 600k steps on PKDose/Vancomycin-v0, one run
+#: after the other: 149 s of training against 249 s with the 16 x 128 / 512 defaults above, held-out
+#: attainment 0.824 [0.814, 0.834] against 0.828 [0.818, 0.839] (docs/speed.md). The defaults above
+#: stay what sweeps and benchmarks use, so their published figures still reproduce.
+MAIN_JOB_PPO_SINGLE = {"n_envs": 64, "hyperparameters": {"n_steps": 32, "batch_size": 1024}, "torch_threads": 1}
+
 _NET = {"net_arch": [128, 128]}
 
 HYPERPARAMETERS: dict[str, dict[str, dict[str, Any]]] = {

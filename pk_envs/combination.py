@@ -182,6 +182,9 @@ class PaclitaxelCarboplatinEnv(TaskEnv):
     ## Version History
 
     * v0: Initial version.
+    * v0, 2026-12-07 (same id): the PK-VAE's step is compiled (:mod:`vae_simulator.decoder_kernels`):
+      trajectories differ from earlier releases within float32 rounding; the cohort figures re-run
+      reproduce to their digits (docs/speed.md lists them).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 2}  # noqa: RUF012 (Gymnasium convention)

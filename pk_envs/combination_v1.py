@@ -139,6 +139,9 @@ class PaclitaxelCarboplatinV1Env(PaclitaxelCarboplatinEnv):
       features with missingness), platelets, febrile neutropenia, neuropathy, cycle delays; 32
       observations.
     * v0: neutrophils and NSCLC only (:class:`~pk_envs.combination.PaclitaxelCarboplatinEnv`).
+    * v1, 2026-12-07 (same id): the PK-VAE's step is compiled (:mod:`vae_simulator.decoder_kernels`):
+      trajectories differ from earlier releases within float32 rounding; the cohort figures re-run
+      reproduce to their digits (docs/speed.md lists them).
     """
 
     example_id = "PKDose/PaclitaxelCarboplatin-v1"

@@ -150,6 +150,9 @@ class CustomDrugEnv(TableModelAttributes, SingleDrugEnv):
     ## Version History
 
     * v0: Initial version.
+    * v0, 2026-12-07 (same id): the PK-VAE's step is compiled (:mod:`vae_simulator.decoder_kernels`):
+      trajectories differ from earlier releases within float32 rounding; the cohort figures re-run
+      reproduce to their digits (docs/speed.md lists them).
     """
 
     example_id = "PKDose/Custom-v0"

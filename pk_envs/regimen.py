@@ -137,6 +137,9 @@ class RegimenEnv(TaskEnv):
     ## Version History
 
     * v0: Initial version.
+    * v0, 2026-12-07 (same id): the PK-VAE's step is compiled (:mod:`vae_simulator.decoder_kernels`):
+      trajectories differ from earlier releases within float32 rounding; the cohort figures re-run
+      reproduce to their digits (docs/speed.md lists them).
     """
 
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 4}

@@ -178,6 +178,9 @@ class SingleDrugEnv(TaskEnv):
       spaces and rewards; assays with the decoder's linear-scale proportional + additive error,
       results below the LLOQ read LLOQ/2; a hold beyond the longest gap the decoder was trained
       on truncates the episode (`info["beyond_trained_gap"]`).
+    * v0 and v1, 2026-12-07 (same ids): the PK-VAE's step is compiled (:mod:`vae_simulator.decoder_kernels`):
+      trajectories differ from earlier releases within float32 rounding; the cohort figures re-run
+      reproduce to their digits (docs/speed.md lists them).
     """
 
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 4}

@@ -110,3 +110,27 @@ def test_train_py_is_the_main_job_shim(capsys):
     with pytest.raises(SystemExit) as done:
         train.main(["--help"])
     assert done.value.code == 0 and "usage: python train.py" in capsys.readouterr().out
+
+
+def test_the_main_job_trains_ppo_with_its_faster_settings_and_restores_torch_threads(tmp_path, capsys):
+    """PPO on a single-drug id without --n-envs: agents.config.MAIN_JOB_PPO_SINGLE (64 x 32, minibatch 1024)."""
+    import json
+
+    import torch
+
+    from agents.config import MAIN_JOB_PPO_SINGLE
+
+    threads = torch.get_num_threads()
+    out = tmp_path / "run"
+    assert main_job.main(["--timesteps", "2048", "--eval-patients", "2", "--out", str(out), "--no-progress"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["n_envs"] == MAIN_JOB_PPO_SINGLE["n_envs"] == 64
+    assert run["hyperparameters"]["n_steps"] * run["n_envs"] == 2048  # the same transitions per update
+    assert run["hyperparameters"]["batch_size"] == 1024
+    assert torch.get_num_threads() == threads
+    assert "(64 patients in parallel)" in capsys.readouterr().out
+    # an explicit --n-envs keeps the family's defaults
+    assert main_job.main(["--timesteps", "256", "--n-envs", "2", "--eval-patients", "2", "--out", str(tmp_path / "two"),
+                          "--no-progress"]) == 0
+    run = json.loads((tmp_path / "two" / "run.json").read_text())
+    assert run["n_envs"] == 2 and run["hyperparameters"]["n_steps"] == 128 and run["hyperparameters"]["batch_size"] == 512
