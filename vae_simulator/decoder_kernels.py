@@ -110,6 +110,17 @@ def _silu_inplace(a, exact):
 
 
 @njit(cache=True)
+def _head_rest(a, w_mid, b_mid, w_last, b_last, a2, out, exact):
+    """A head after its first affine map ``a``: SiLU, the hidden layers (SiLU each), the output layer into ``out``."""
+    _silu_inplace(a, exact)
+    for layer in range(w_mid.shape[0]):
+        _affine(a, w_mid[layer], b_mid[layer], a2)
+        _silu_inplace(a2, exact)
+        a[:] = a2
+    _affine(a, w_last, b_last, out)
+
+
+@njit(cache=True)
 def _row(i, state, constants, dose, doses_mg, w_hh, b_hh, w_ih_dose, w0_h, w0_dose, w_mid, b_mid, w_last, b_last,
          params, new_state, conc, log_sigma, h, gh, a, a2, out, exact):
     """Patient ``i``: the GRU cell, the head, concentrations and log-sigma (module docstring)."""
@@ -138,12 +149,7 @@ def _row(i, state, constants, dose, doses_mg, w_hh, b_hh, w_ih_dose, w0_h, w0_do
     _affine(a2, w0_h, constants[i, 3 * hidden:], a)  # + the patient's [z] projection and bias
     for j in range(hidden):
         a[j] += d * w0_dose[j]
-    _silu_inplace(a, exact)
-    for layer in range(w_mid.shape[0]):
-        _affine(a, w_mid[layer], b_mid[layer], a2)
-        _silu_inplace(a2, exact)
-        a[:] = a2
-    _affine(a, w_last, b_last, out)
+    _head_rest(a, w_mid, b_mid, w_last, b_last, a2, out, exact)
     dosed = max(state[i, hidden], 1.0 if doses_mg[i] > 0 else 0.0)
     new_state[i, hidden] = dosed
     for j in range(grid):
@@ -281,12 +287,7 @@ def _head_row(i, carry, since_h, last_scaled, infusion_h, w0_h, w0_f, w_mid, b_m
         _phi(s - d_e, inv_tau, inv_interval, feats, 1 + n_phi)
         feats[1 + 2 * n_phi] = min(s, d_e) / duration_scale
         _affine(feats, w0_f, first, a)
-        _silu_inplace(a, exact)
-        for layer in range(w_mid.shape[0]):
-            _affine(a, w_mid[layer], b_mid[layer], a2)
-            _silu_inplace(a2, exact)
-            a[:] = a2
-        _affine(a, w_last, b_last, out)
+        _head_rest(a, w_mid, b_mid, w_last, b_last, a2, out, exact)
         conc[i, t] = math.exp(min(y_shift + y_scale * float(out[0]), cap))
 
 
