@@ -51,7 +51,9 @@ def bench_drug(drug: str, n: int, k: int, repeats: int, seed: int = 0, trace_mem
     cov = Covariates.sample(n, rng)
     params = truth.sample_parameters(cov, rng)
     doses = random_regimens(truth, cov, k, rng)
-    patients = sim.make_patients(cov.as_array(), rng.standard_normal((n, sim.latent_dim)))
+    # latents from the fitted population (a raw N(0, I) draw can fall outside it, which is refused)
+    z = sim.typical_latent(cov.as_array()) + rng.standard_normal((n, sim.latent_dim)) @ sim.latent_chol.T
+    patients = sim.make_patients(cov.as_array(), z)
 
     def numpy_path():
         state = sim.initial_state(patients)
