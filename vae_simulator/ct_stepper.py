@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vae_simulator.decoder_kernels import give_events, head_concentrations
+from vae_simulator.decoder_kernels import give_events, head_concentrations, stack_hidden_layers
 from vae_simulator.simulator import rowwise_matmul
 from vae_simulator.vae.ct_model import CTPKVAE
 
@@ -63,11 +63,9 @@ class CTStepper:
         self.b0 = cast(linears[0].bias)
         self.rest = [(cast(m.weight.T), cast(m.bias)) for m in linears[1:]]
         (w_last, b_last), middle = self.rest[-1], self.rest[:-1]
-        if any(w.shape != (h, h) for w, _ in middle) or w_last.shape != (h, 1):
-            raise TypeError(f"CTStepper needs a head of {h} x {h} hidden layers and one output, got "
-                            f"{[w.shape for w, _ in self.rest]}")
-        w_mid = np.stack([w for w, _ in middle]) if middle else np.zeros((0, h, h), self.dtype)
-        b_mid = np.stack([b for _, b in middle]) if middle else np.zeros((0, h), self.dtype)
+        if w_last.shape != (h, 1):
+            raise TypeError(f"CTStepper needs a head with one output, got a last layer of {w_last.shape}")
+        w_mid, b_mid = stack_hidden_layers(middle, h, self.dtype, "CTStepper")
         self._head_weights = (self.w0_h, self.w0_f, w_mid, b_mid, w_last, b_last)
         inv_tau = self.inv_tau.astype(float)
         self._time_params = (inv_tau, 1.0 / self.interval_h)
@@ -80,11 +78,6 @@ class CTStepper:
         cov = np.asarray(covariates, dtype=float)
         logged = np.where(self.cov_log, np.log(np.maximum(cov, 1e-6)), cov)
         return (logged - self.cov_mean) / self.cov_std
-
-    def phi(self, s_h: np.ndarray) -> np.ndarray:
-        """Time features of ``s_h`` h (``(..., 9)``): ``exp(-s / tau_i)`` and ``log1p(s / interval)``."""
-        s = np.maximum(np.asarray(s_h, dtype=self.dtype), 0)[..., None]
-        return np.concatenate([np.exp(-s * self.inv_tau), np.log1p(s / self.dtype.type(self.interval_h))], axis=-1)
 
     @property
     def carry_width(self) -> int:

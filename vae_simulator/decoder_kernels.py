@@ -184,6 +184,18 @@ def _step_parallel(state, constants, dose, doses_mg, w_hh, b_hh, w_ih_dose, w0_h
                  b_last, params, new_state, conc, log_sigma, h, gh, a, a2, out, exact)
 
 
+def stack_hidden_layers(layers: list, hidden: int, dtype, owner: str) -> tuple[np.ndarray, np.ndarray]:
+    """A head's hidden ``(w (H, H), b (H,))`` layers as the kernels take them: ``(L, H, H)`` and ``(L, H)``
+    (``L`` may be 0); TypeError naming ``owner`` for a layer of another shape."""
+    if any(w.shape != (hidden, hidden) for w, _ in layers):
+        raise TypeError(f"{owner} needs the head's hidden layers to be {hidden} x {hidden}, got "
+                        f"{[w.shape for w, _ in layers]}")
+    if not layers:
+        return np.zeros((0, hidden, hidden), dtype), np.zeros((0, hidden), dtype)
+    return (np.ascontiguousarray(np.stack([w for w, _ in layers]), dtype=dtype),
+            np.ascontiguousarray(np.stack([b for _, b in layers]), dtype=dtype))
+
+
 def step_rows(state: np.ndarray, constants: np.ndarray, doses_mg: np.ndarray, dose_scaled: np.ndarray,
               weights: tuple, params: np.ndarray, n_sigma: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One interval for ``n`` patients: ``(conc (n, G) mg/L, log_sigma (n, n_sigma), new state (n, H + 1))``.

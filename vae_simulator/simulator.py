@@ -27,7 +27,7 @@ import functools
 import numpy as np
 
 from vae_simulator.covariates import Covariates, draw_covariate_row
-from vae_simulator.decoder_kernels import step_rows
+from vae_simulator.decoder_kernels import stack_hidden_layers, step_rows
 from vae_simulator.groundtruth import get_model
 from vae_simulator.groundtruth.base import ExposureTarget
 from vae_simulator.interface import LATENT_RANGE_SD, AdultCovariates, NormalSource, Patients, check_patients
@@ -157,13 +157,9 @@ class DecoderStepper:
         self.w_last, self.b_last = cast(w_last[:, columns]), cast(b_last[columns])
         self.min_log_sigma = float(cfg.min_log_sigma)
         self.dose_max_mg = float(cfg.dose_max_mg)
-        if any(w.shape != (hidden, hidden) for w, _ in self.middle):
-            raise TypeError(f"DecoderStepper needs the head's hidden layers to be {hidden} x {hidden}, got "
-                            f"{[w.shape for w, _ in self.middle]}")
-        w_mid = np.stack([w for w, _ in self.middle]) if self.middle else np.zeros((0, hidden, hidden), self.dtype)
-        b_mid = np.stack([b for _, b in self.middle]) if self.middle else np.zeros((0, hidden), self.dtype)
+        w_mid, b_mid = stack_hidden_layers(self.middle, hidden, self.dtype, "DecoderStepper")
         #: the compiled step's weights, in :func:`~vae_simulator.decoder_kernels.step_rows`'s order
-        self.weights = (self.w_hh, self.b_hh, self.w_ih_dose, self.w0_h, self.w0_dose, cast(w_mid), cast(b_mid),
+        self.weights = (self.w_hh, self.b_hh, self.w_ih_dose, self.w0_h, self.w0_dose, w_mid, b_mid,
                         self.w_last, self.b_last)
         self.output_params = np.array([self.min_log_sigma, sim.decoder.y_scale, sim.decoder.y_shift, cfg.c0_mg_l])
 
