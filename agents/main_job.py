@@ -62,7 +62,7 @@ def parse_args(argv: list[str], prog: str = "pkdose train") -> argparse.Namespac
     p.add_argument("--reward-weights", default=None, metavar="W_EFF,W_TOX",
                    help="weights of efficacy and toxicity in the reward, e.g. 1,2 (default: the env's 1,1)")
     p.add_argument("--weights", default=None, metavar="MANIFEST",
-                   help="a PK-VAE learnt from your table (python train.py vae --data ...): trains on "
+                   help="a PK-VAE learnt from your table (pkdose vae --data ...): trains on "
                         "PKDose/Custom-v0 with it (needs --target)")
     p.add_argument("--target", default=None, metavar="METRIC:LOW-HIGH",
                    help="exposure window of --weights, e.g. auc24:400-600, trough:15-20")

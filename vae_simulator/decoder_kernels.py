@@ -17,10 +17,11 @@ independent outputs, so that does not change a result either).
 
 **Precision.** The products run in the network's dtype (float32 in the environments, the
 precision the PK-VAEs were trained in); each elementwise step (gates, ``tanh``, SiLU) is evaluated
-in float64 and stored in the dtype; concentrations and log-sigma are float64.
+in float64 and stored in the dtype (float32 networks with :func:`_tanh`'s rational approximation,
+float64 ones with libm's); concentrations and log-sigma are float64.
 
-**Why compiled.** A single environment is a batch of one, where numpy spent ~120 us per step on
-~30 small calls; the compiled step takes a tenth of that. Large batches run on every core
+**Why compiled.** A single environment is a batch of one, where numpy spent ~127 us per step on
+~30 small calls; the compiled step takes 30-43 us (measured, docs/speed.md). Large batches run on every core
 (``prange`` over chunks of patients). Compiled once per machine (numba's on-disk cache).
 """
 
