@@ -51,7 +51,10 @@ class CTStepper:
         self.dose_max_mg, self.duration_scale_h = float(cfg.dose_max_mg), float(cfg.duration_scale_h)
 
         self.init_w, self.init_b = cast(dec.init.weight.T), cast(dec.init.bias)
-        n_u = 2 + self.inv_tau.size + 1  # scaled amount, scaled length, phi(gap)
+        phi = model.phi
+        # (offset h, tau_min h, log span) of TimeFeatures' log-time feature; empty for models without it
+        self.log_time = np.array([phi.log_offset_h, phi.log_min_h, phi.log_span] if phi.log_time else [], dtype=float)
+        n_u = 2 + phi.size  # scaled amount, scaled length, phi(gap)
         w_ih = cast(dec.gru.weight_ih_l0.T)  # (n_u + zx, 3H), gates r, z, n as torch orders them
         self.w_ih_u, self.w_ih_zx = np.ascontiguousarray(w_ih[:n_u]), np.ascontiguousarray(w_ih[n_u:])
         self.b_ih, self.w_hh, self.b_hh = cast(dec.gru.bias_ih_l0), cast(dec.gru.weight_hh_l0.T), cast(dec.gru.bias_hh_l0)
@@ -68,8 +71,8 @@ class CTStepper:
         w_mid, b_mid = stack_hidden_layers(middle, h, self.dtype, "CTStepper")
         self._head_weights = (self.w0_h, self.w0_f, w_mid, b_mid, w_last, b_last)
         inv_tau = self.inv_tau.astype(float)
-        self._time_params = (inv_tau, 1.0 / self.interval_h)
-        self._head_params = (inv_tau, 1.0 / self.interval_h, self.duration_scale_h, self.y_shift, self.y_scale,
+        self._time_params = (inv_tau, 1.0 / self.interval_h, self.log_time)
+        self._head_params = (inv_tau, 1.0 / self.interval_h, self.log_time, self.duration_scale_h, self.y_shift, self.y_scale,
                              LOG_CONC_CAP)
 
     # ------------------------------------------------------------------ pieces

@@ -220,24 +220,27 @@ def step_rows(state: np.ndarray, constants: np.ndarray, doses_mg: np.ndarray, do
 
 
 @njit(cache=True)
-def _phi(s_h, inv_tau, inv_interval, out, at):
-    """Time features of ``s_h`` h at ``out[at:]``: ``exp(-s / tau_i)``, then ``log1p(s / interval)`` (s >= 0)."""
+def _phi(s_h, inv_tau, inv_interval, log_time, out, at):
+    """Time features of ``s_h`` h at ``out[at:]``: ``exp(-s / tau_i)``, ``log1p(s / interval)`` (s >= 0), then,
+    if ``log_time`` is ``(offset h, tau_min h, log span)`` (empty: none), ``log((s + offset) / tau_min) / span``."""
     s = max(s_h, 0.0)
     for m in range(inv_tau.shape[0]):
         out[at + m] = math.exp(-s * inv_tau[m])
     out[at + inv_tau.shape[0]] = math.log1p(s * inv_interval)
+    if log_time.shape[0] > 0:
+        out[at + inv_tau.shape[0] + 1] = math.log((s + log_time[0]) / log_time[1]) / log_time[2]
 
 
 @njit(cache=True)
 def _give_row(i, carry, gap_h, amount_scaled, infusion_scaled, given, w_ih_u, w_hh, b_hh, inv_tau, inv_interval,
-              out, u, h, gi, gh, exact):
+              log_time, out, u, h, gi, gh, exact):
     hidden = h.shape[0]
     for j in range(carry.shape[1]):
         out[i, j] = carry[i, j]
     if not given[i]:
         return
     u[0], u[1] = amount_scaled[i], infusion_scaled[i]
-    _phi(gap_h[i], inv_tau, inv_interval, u, 2)
+    _phi(gap_h[i], inv_tau, inv_interval, log_time, u, 2)
     for k in range(hidden):
         h[k] = carry[i, k]
     _affine(u, w_ih_u, carry[i, hidden:4 * hidden], gi)  # + the patient's [z, x] projection and bias
@@ -250,26 +253,26 @@ def _give_row(i, carry, gap_h, amount_scaled, infusion_scaled, given, w_ih_u, w_
 
 
 @njit(cache=True)
-def _give_serial(carry, gap_h, amount_scaled, infusion_scaled, given, w_ih_u, w_hh, b_hh, inv_tau, inv_interval, out,
-                 exact):
+def _give_serial(carry, gap_h, amount_scaled, infusion_scaled, given, w_ih_u, w_hh, b_hh, inv_tau, inv_interval,
+                 log_time, out, exact):
     hidden = w_hh.shape[0]
     u, h = np.empty(w_ih_u.shape[0], carry.dtype), np.empty(hidden, carry.dtype)
     gi, gh = np.empty(3 * hidden, carry.dtype), np.empty(3 * hidden, carry.dtype)
     for i in range(carry.shape[0]):
         _give_row(i, carry, gap_h, amount_scaled, infusion_scaled, given, w_ih_u, w_hh, b_hh, inv_tau, inv_interval,
-                  out, u, h, gi, gh, exact)
+                  log_time, out, u, h, gi, gh, exact)
 
 
 @njit(cache=True, parallel=True)
 def _give_parallel(carry, gap_h, amount_scaled, infusion_scaled, given, w_ih_u, w_hh, b_hh, inv_tau, inv_interval,
-                   out, exact):
+                   log_time, out, exact):
     n, hidden = carry.shape[0], w_hh.shape[0]
     for task in prange((n + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
         u, h = np.empty(w_ih_u.shape[0], carry.dtype), np.empty(hidden, carry.dtype)
         gi, gh = np.empty(3 * hidden, carry.dtype), np.empty(3 * hidden, carry.dtype)
         for i in range(task * ROWS_PER_TASK, min(n, (task + 1) * ROWS_PER_TASK)):
             _give_row(i, carry, gap_h, amount_scaled, infusion_scaled, given, w_ih_u, w_hh, b_hh, inv_tau,
-                      inv_interval, out, u, h, gi, gh, exact)
+                      inv_interval, log_time, out, u, h, gi, gh, exact)
 
 
 def give_events(carry: np.ndarray, gap_h: np.ndarray, amount_scaled: np.ndarray, infusion_scaled: np.ndarray,
@@ -277,7 +280,8 @@ def give_events(carry: np.ndarray, gap_h: np.ndarray, amount_scaled: np.ndarray,
     """The carry ``(n, 5H)`` after one event per patient (rows not ``given`` copied unchanged).
 
     ``gap_h (n,)`` h since the previous event (float64); ``amount_scaled``, ``infusion_scaled`` ``(n,)`` in
-    the carry's dtype; ``weights`` ``(w_ih_u, w_hh, b_hh)``; ``time_params`` ``(inv_tau, 1 / interval_h)``.
+    the carry's dtype; ``weights`` ``(w_ih_u, w_hh, b_hh)``; ``time_params`` ``(inv_tau, 1 / interval_h,
+    log_time)`` (see :func:`_phi`).
     """
     out = np.empty_like(carry)
     kernel = _give_parallel if carry.shape[0] >= PARALLEL_ROWS else _give_serial
@@ -287,8 +291,9 @@ def give_events(carry: np.ndarray, gap_h: np.ndarray, amount_scaled: np.ndarray,
 
 @njit(cache=True)
 def _head_row(i, carry, since_h, last_scaled, infusion_h, w0_h, w0_f, w_mid, b_mid, w_last, b_last,
-              inv_tau, inv_interval, duration_scale, y_shift, y_scale, cap, conc, h, first, feats, a, a2, out, exact):
-    hidden, n_phi = h.shape[0], inv_tau.shape[0] + 1
+              inv_tau, inv_interval, log_time, duration_scale, y_shift, y_scale, cap, conc, h, first, feats, a, a2, out,
+              exact):
+    hidden, n_phi = h.shape[0], inv_tau.shape[0] + 1 + min(log_time.shape[0], 1)
     for k in range(hidden):
         h[k] = carry[i, k]
     _affine(h, w0_h, carry[i, 4 * hidden:], first)  # + the patient's [z] projection and bias
@@ -296,8 +301,8 @@ def _head_row(i, carry, since_h, last_scaled, infusion_h, w0_h, w0_f, w_mid, b_m
     for t in range(since_h.shape[1]):
         s = max(since_h[i, t], 0.0)
         feats[0] = last_scaled[i]
-        _phi(s, inv_tau, inv_interval, feats, 1)
-        _phi(s - d_e, inv_tau, inv_interval, feats, 1 + n_phi)
+        _phi(s, inv_tau, inv_interval, log_time, feats, 1)
+        _phi(s - d_e, inv_tau, inv_interval, log_time, feats, 1 + n_phi)
         feats[1 + 2 * n_phi] = min(s, d_e) / duration_scale
         _affine(feats, w0_f, first, a)
         _head_rest(a, w_mid, b_mid, w_last, b_last, a2, out, exact)
@@ -306,26 +311,27 @@ def _head_row(i, carry, since_h, last_scaled, infusion_h, w0_h, w0_f, w_mid, b_m
 
 @njit(cache=True)
 def _head_serial(carry, since_h, last_scaled, infusion_h, w0_h, w0_f, w_mid, b_mid, w_last, b_last, inv_tau,
-                 inv_interval, duration_scale, y_shift, y_scale, cap, conc, exact):
+                 inv_interval, log_time, duration_scale, y_shift, y_scale, cap, conc, exact):
     hidden, dt = w0_h.shape[0], carry.dtype
     h, first, a, a2 = np.empty(hidden, dt), np.empty(hidden, dt), np.empty(hidden, dt), np.empty(hidden, dt)
     feats, out = np.empty(w0_f.shape[0], dt), np.empty(w_last.shape[1], dt)
     for i in range(carry.shape[0]):
         _head_row(i, carry, since_h, last_scaled, infusion_h, w0_h, w0_f, w_mid, b_mid, w_last, b_last, inv_tau,
-                  inv_interval, duration_scale, y_shift, y_scale, cap, conc, h, first, feats, a, a2, out, exact)
+                  inv_interval, log_time, duration_scale, y_shift, y_scale, cap, conc, h, first, feats, a, a2, out,
+                  exact)
 
 
 @njit(cache=True, parallel=True)
 def _head_parallel(carry, since_h, last_scaled, infusion_h, w0_h, w0_f, w_mid, b_mid, w_last, b_last, inv_tau,
-                   inv_interval, duration_scale, y_shift, y_scale, cap, conc, exact):
+                   inv_interval, log_time, duration_scale, y_shift, y_scale, cap, conc, exact):
     n, hidden, dt = carry.shape[0], w0_h.shape[0], carry.dtype
     for task in prange((n + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
         h, first, a, a2 = np.empty(hidden, dt), np.empty(hidden, dt), np.empty(hidden, dt), np.empty(hidden, dt)
         feats, out = np.empty(w0_f.shape[0], dt), np.empty(w_last.shape[1], dt)
         for i in range(task * ROWS_PER_TASK, min(n, (task + 1) * ROWS_PER_TASK)):
             _head_row(i, carry, since_h, last_scaled, infusion_h, w0_h, w0_f, w_mid, b_mid, w_last, b_last,
-                      inv_tau, inv_interval, duration_scale, y_shift, y_scale, cap, conc, h, first, feats, a, a2, out,
-                      exact)
+                      inv_tau, inv_interval, log_time, duration_scale, y_shift, y_scale, cap, conc, h, first, feats,
+                      a, a2, out, exact)
 
 
 def head_concentrations(carry: np.ndarray, since_h: np.ndarray, last_scaled: np.ndarray, infusion_h: np.ndarray,
@@ -334,7 +340,8 @@ def head_concentrations(carry: np.ndarray, since_h: np.ndarray, last_scaled: np.
 
     ``last_scaled (n,)``: that dose / dose_max (carry dtype); ``infusion_h (n,)`` its infusion length
     (float64); ``weights`` ``(w0_h, w0_f, w_mid (L, H, H), b_mid (L, H), w_last (H, 1), b_last (1,))`` (the
-    first layer's bias is in the carry's head constants); ``params`` ``(inv_tau, 1 / interval_h, duration_scale_h, y_shift, y_scale, log-concentration cap)``.
+    first layer's bias is in the carry's head constants); ``params`` ``(inv_tau, 1 / interval_h, log_time,
+    duration_scale_h, y_shift, y_scale, log-concentration cap)``.
     """
     conc = np.empty(since_h.shape)
     kernel = _head_parallel if carry.shape[0] >= PARALLEL_ROWS else _head_serial

@@ -16,11 +16,12 @@ from vae_simulator.irregular import simulate_regimen_dataset
 from vae_simulator.vae.ct_train import CTTrainSettings, build_ct_model
 
 
-@pytest.fixture(scope="module")
-def ct_sim() -> CTPatientSimulator:
+@pytest.fixture(scope="module", params=[True, False], ids=["log-time", "no-log-time"])
+def ct_sim(request) -> CTPatientSimulator:
+    """A small untrained CT PK-VAE; with and without the log-time feature (new and first shipped models)."""
     torch.manual_seed(1)
     data = simulate_regimen_dataset("vancomycin", 100, seed=5, progress=False)
-    model = build_ct_model(data, CTTrainSettings(hidden=16, latent_dim=3))
+    model = build_ct_model(data, CTTrainSettings(hidden=16, latent_dim=3, log_time=request.param))
     return CTPatientSimulator(model)
 
 

@@ -11,7 +11,7 @@ from vae_simulator.irregular import (
     regimen_limits,
     simulate_regimen_dataset,
 )
-from vae_simulator.vae.ct_model import CTPKVAE
+from vae_simulator.vae.ct_model import CTPKVAE, TimeFeatures
 from vae_simulator.vae.ct_train import CTTensors, CTTrainSettings, build_ct_model, ct_view_masks, train_ct_vae
 from vae_simulator.vae.io import CT_MANIFEST_FORMAT, MANIFEST_FORMAT, load_model, save_model
 
@@ -105,6 +105,57 @@ def test_likelihood_is_linear_scale_combined_error_with_m3(tiny_model):
     from scipy.stats import norm
     censored = -norm.logcdf((tiny_model.cfg.lloq_mg_l - 3.0) / sd_c)
     assert float(nll[0]) == pytest.approx(quantified + censored, rel=1e-5)
+
+
+def test_log_warmup_is_a_gaussian_in_log_space_with_the_proportional_error(tiny_model):
+    """The warm-up's scale is the assay's (sigma_prop), not the unit variance of a plain squared error."""
+    mu, y = torch.tensor([[0.3, -1.2]]), torch.tensor([[0.1, -1.0]])
+    sd = float(torch.exp(tiny_model.log_sigma_prop.detach())) / float(tiny_model.normalizer.y_scale)
+    from scipy.stats import norm
+    expected = -norm.logpdf(y.numpy(), loc=mu.numpy(), scale=sd)
+    np.testing.assert_allclose(tiny_model.log_warmup_nll(mu, y).detach().numpy(), expected, rtol=1e-5)
+
+
+def test_free_bits_floor_each_latent_dimensions_kl(tiny_model, vanco_data):
+    batch = _batch(vanco_data, list(range(8)))
+    mask = torch.as_tensor(vanco_data.obs_mask[:8])
+    plain, parts = tiny_model.loss(batch, mask, sample=False)
+    floored, parts_fb = tiny_model.loss(batch, mask, sample=False, free_bits_nats=50.0)
+    # every dimension's batch-mean KL is far below 50 nats: the KL term becomes the constant d x 50
+    assert parts["kl"] < 50.0 and parts_fb["kl"] == pytest.approx(parts["kl"])
+    assert float(floored - plain) == pytest.approx(TINY.latent_dim * 50.0 - parts["kl"], rel=1e-5)
+
+
+    def encoder_grads(loss):
+        tiny_model.zero_grad()
+        loss.backward()
+        return [p.grad.clone() for p in tiny_model.encoder.parameters()]
+
+    # below the floor the KL pulls on nothing: the gradient is the reconstruction's alone
+    recon_only = encoder_grads(tiny_model.loss(batch, mask, sample=False, beta=0.0)[0])
+    for a, b in zip(encoder_grads(floored), recon_only):
+        torch.testing.assert_close(a, b)
+    assert any(not torch.equal(a, b) for a, b in zip(encoder_grads(plain), recon_only))
+    tiny_model.zero_grad()
+
+
+def test_log_time_feature_follows_log_time_and_is_finite_at_zero():
+    phi = TimeFeatures(12.0, (0.25, 120.0), 8, log_time=True)
+    s = torch.tensor([0.0, 0.01, 1.0, 100.0])
+    feats = phi(s)
+    assert feats.shape == (4, 8 + 2) and phi.size == 10 and torch.isfinite(feats).all()
+    expected = np.log((s.numpy() + 0.25 / 64) / 0.25) / np.log(120.0 / 0.25)
+    np.testing.assert_allclose(feats[:, -1].numpy(), expected, rtol=1e-5)
+    without = TimeFeatures(12.0, (0.25, 120.0), 8)
+    assert without.size == 9
+    torch.testing.assert_close(without(s), feats[:, :-1])
+
+
+def test_first_shipped_manifests_load_without_the_log_time_feature():
+    from vae_simulator.vae.ct_train import ct_shipped_dir
+
+    model, meta = load_model(ct_shipped_dir() / "vancomycin.json", "vancomycin", CT_MANIFEST_FORMAT)
+    assert "log_time" not in meta["config"] and not model.cfg.log_time and model.phi.size == model.cfg.n_time_scales + 1
 
 
 # ----------------------------------------------------------------------------- training, resume, io
