@@ -10,9 +10,12 @@ random views of each patient (:func:`ct_view_masks`): a few samples anywhere, th
 clinic has taken up to a random time (MIPD: forecast from what is known so far), or the whole
 profile; the decoder is scored on the whole profile, so it learns to forecast.
 
-The first :attr:`CTTrainSettings.log_warmup_epochs` epochs fit ``log(C + c0)`` by least
-squares; then the linear-scale combined-error likelihood with M3 censoring
-(:meth:`~vae_simulator.vae.ct_model.CTPKVAE.loss`). Every epoch writes ``<out>/checkpoint.pt``
+The first :attr:`CTTrainSettings.log_warmup_epochs` epochs fit ``log(C + c0)`` with a Gaussian
+at the learned proportional error (:meth:`~vae_simulator.vae.ct_model.CTPKVAE.log_warmup_nll`);
+then the linear-scale combined-error likelihood with M3 censoring
+(:meth:`~vae_simulator.vae.ct_model.CTPKVAE.loss`). Training keeps a KL floor of
+:attr:`CTTrainSettings.free_bits_nats` per latent dimension (free bits) so the encoder does not
+collapse to the prior. Every epoch writes ``<out>/checkpoint.pt``
 (tensors and numbers only, read with ``weights_only=True``); ``--resume`` continues exactly,
 every epoch's randomness being derived from ``(seed, epoch)``. TensorBoard logs in ``<out>/tb``.
 """
