@@ -185,3 +185,11 @@ def test_save_load_round_trip_and_format_checks(tiny_model, vanco_data, tmp_path
         load_model(manifest, "vancomycin", MANIFEST_FORMAT)
     with pytest.raises(ValueError, match="not of 'phenytoin'"):
         load_model(manifest, "phenytoin", CT_MANIFEST_FORMAT)
+
+
+@pytest.mark.parametrize("value", ["-0.5", "nan", "inf"])
+def test_ct_train_cli_refuses_a_bad_free_bits_value(value):
+    from vae_simulator.vae.ct_train import main
+
+    with pytest.raises(SystemExit, match=rf"--free-bits must be a finite number >= 0 \(nats\), got {value}"):
+        main(["--drug", "carboplatin", "--free-bits", value, "--no-progress"])
