@@ -100,10 +100,9 @@ class TimeFeatures(nn.Module):
 
     Why the log time: just after an infusion starts or an oral dose is taken the concentration
     rises in proportion to the time since the dose, so its logarithm (what the head predicts)
-    behaves like ``log s``, which no sum of ``exp(-s / tau)`` with ``tau >= tau_min`` follows. Without
-    it the first samples of every dose were misfit by tens of per cent, and the learned proportional
-    error grew to cover them (carboplatin 0.45 against the published 0.08), which biased the whole
-    profile low. The offset ``tau_min / 64`` keeps the feature finite at ``s = 0``.
+    behaves like ``log s``, which no sum of ``exp(-s / tau)`` with ``tau >= tau_min`` follows, so without
+    it the first samples after each dose are misfit and the learned proportional error has to absorb
+    the misfit. The offset ``tau_min / 64`` keeps the feature finite at ``s = 0``.
     """
 
     #: the log feature's offset as a fraction of the shortest time constant

@@ -62,8 +62,8 @@ class CTTrainSettings:
     validation_fraction: float = 0.1
     kl_warmup_epochs: int = 8
     #: free bits per latent dimension (nats; :meth:`~vae_simulator.vae.ct_model.CTPKVAE.loss`); without
-    #: them carboplatin's decoder used no latent dimension (median APE 23 %), with 1 nat 9.0 % (60 epochs,
-    #: ``pkdose validate-ct --drug carboplatin``; not yet in docs/pk_vae.md, whose table is of the shipped weights)
+    #: them carboplatin's decoder used no latent dimension (median APE 23.4 %), with 1 nat 9.5 %
+    #: (``pkdose vae-ct --drug carboplatin --epochs 120``, ``pkdose validate-ct --drug carboplatin``; docs/pk_vae.md)
     free_bits_nats: float = 1.0
     log_warmup_epochs: int = 2
     latent_dim: int = 6
