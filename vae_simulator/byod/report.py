@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vae_simulator.byod.prior import record_weights_kg
 from vae_simulator.byod.reference import fit_population_1cmt, forecast_1cmt
 from vae_simulator.ct_mipd import concentrations, sample_arrays
 from vae_simulator.events import DosingEvents
@@ -79,10 +80,9 @@ def forecast_metrics(pred: np.ndarray, obs: np.ndarray, lo: np.ndarray, hi: np.n
 
 
 def _weight(run, covariates: np.ndarray, index: np.ndarray) -> np.ndarray | None:
-    """Body weight (kg) of records ``index`` from the encoded covariates, ``None`` without a WT covariate."""
-    if "WT" not in run.table.covariate_values:
-        return None
-    return covariates[index, list(run.encoder.names).index("WT")]
+    """Body weight (kg) of records ``index``, ``None`` without a WT covariate."""
+    weights = record_weights_kg(run.table, run.encoder.names, covariates)
+    return None if weights is None else weights[index]
 
 
 def read_truth(path: Path) -> dict[tuple[str, float], float]:
@@ -237,7 +237,7 @@ def cross_validate(path: Path, covariates, folds: int, out_dir: Path, route: str
     pooled: dict = {"records": [], "observed_mg_l": [], "true_mg_l": [], "samples_outside_trained_range": 0}
     for k, held in enumerate(subject_folds(table, folds, seed)):
         run = train_on_table(path, specs, out_dir=out_dir / "cv" / f"fold{k}", held_out=held, seed=seed,
-                             **train_options)
+                             route=route, **train_options)
         part = compare_forecasts(run, run.holdout_index, route, seed, truth)
         for key in ("records", "observed_mg_l", "true_mg_l"):
             pooled[key] += part.get(key, [])

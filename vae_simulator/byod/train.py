@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vae_simulator.byod.prior import PRIORS, fit_prior_population, prior_records, record_weights_kg
 from vae_simulator.byod.table import ClinicTable, CovariateEncoder, parse_covariate_specs, read_clinic_table
 from vae_simulator.ct_mipd import sample_arrays
 from vae_simulator.events import EventLimits
@@ -50,6 +51,9 @@ from vae_simulator.vae.train import fit_scaling
 MIN_RECORDS = 20
 MIN_SAMPLES = 40
 DEFAULT_HOLDOUT = 0.2
+#: ``prior="1cmt"``: epochs on the virtual patients, and the fine-tuning learning rate relative to training's
+PRETRAIN_EPOCHS = 60
+FINETUNE_LR_FACTOR = 0.25
 #: manifest section written by this module, and its version
 DATA_FORMAT = "pkdose-table-data/1"
 UNITS = {"time": "h", "amount": "mg", "concentration": "mg/L"}
@@ -220,11 +224,14 @@ def data_section(table: ClinicTable, encoder: CovariateEncoder, train: np.ndarra
 def train_on_table(path: Path, covariates: str | tuple = (), *, name: str = "custom", out_dir: Path | None = None,
                    lloq_mg_l: float | None = None, ignore_columns: tuple[str, ...] = (),
                    holdout: float = DEFAULT_HOLDOUT, seed: int = 0, resume: bool = False, progress: bool = True,
-                   held_out: np.ndarray | None = None, **setting_overrides) -> TableRun:
+                   held_out: np.ndarray | None = None, prior: str = "none", route: str = "iv",
+                   prior_epochs: int = PRETRAIN_EPOCHS, **setting_overrides) -> TableRun:
     """Read ``path``, train a PK-VAE on its training subjects, write ``<out_dir>/best/<name>.json``.
 
     ``held_out``: record indices to hold out (e.g. a fold of :func:`subject_folds`) instead of a
-    random ``holdout`` fraction of subjects."""
+    random ``holdout`` fraction of subjects. ``prior="1cmt"``: pretrain on virtual patients of a
+    one-compartment population fitted on the training records, given ``route`` ("iv" or "oral"),
+    then fine-tune (:mod:`vae_simulator.byod.prior`), at most ``prior_epochs`` on the virtual patients."""
     if not name.replace("_", "").replace("-", "").isalnum():
         raise ValueError(f"--name {name!r} must be letters, digits, '-' or '_' (it names files)")
     specs = parse_covariate_specs(covariates) if isinstance(covariates, str) else tuple(covariates)
@@ -242,13 +249,35 @@ def train_on_table(path: Path, covariates: str | tuple = (), *, name: str = "cus
     out_dir = Path(out_dir or Path("runs/byod") / name)
     torch.manual_seed(settings.seed)  # the initial weights: same seed, same model, bit for bit
     model = build_table_model(name, table, data, train, settings, encoder)
+    if prior not in PRIORS:
+        raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
+    if prior == "1cmt":
+        model, settings = pretrain_on_prior(model, table, data, train, settings, encoder, route, out_dir,
+                                            prior_epochs, resume=resume, progress=progress)
+        resume = resume and (out_dir / "checkpoint.pt").is_file()  # killed while pretraining: fine-tune afresh
     model, summary = train_ct_vae(data.take(train), out_dir, settings, resume=resume, progress=progress,
-                                  model=model, data_id=table.sha256)
+                                  model=model, data_id=table.sha256 + (":prior-1cmt" if prior == "1cmt" else ""))
     options = {"holdout": holdout if held_out is None else None, "seed": seed, "lloq_mg_l": lloq_mg_l, "ignore_columns": list(ignore_columns),
-               "covariates": [asdict(s) for s in specs]}
+               "covariates": [asdict(s) for s in specs], "prior": prior, "route": route}
     extra = {"data": data_section(table, encoder, train, held, settings, options, cov)}
     _, manifest = save_model(model, out_dir / "best", summary, extra=extra)
     return TableRun(model, encoder, table, train, held, manifest, summary)
+
+
+def pretrain_on_prior(model: CTPKVAE, table: ClinicTable, data: RegimenData, train: np.ndarray,
+                      settings: CTTrainSettings, encoder: CovariateEncoder, route: str, out_dir: Path,
+                      epochs: int, resume: bool, progress: bool) -> tuple[CTPKVAE, CTTrainSettings]:
+    """Stage 1 of ``prior="1cmt"`` in ``<out_dir>/prior``; returns the model and the fine-tuning settings."""
+    weights = record_weights_kg(table, encoder.names, data.covariates)
+    train_w = None if weights is None else weights[train]
+    pop = fit_prior_population(data, train, route, train_w, table.lloq_mg_l)
+    virtual = prior_records(pop, data, train, train_w, table_lloq(table, train), seed=settings.seed)
+    pre = replace(settings, epochs=epochs, patience=8, batch_size=64, kl_warmup_epochs=8,
+                  log_warmup_epochs=2, validation_fraction=0.1)
+    model, _ = train_ct_vae(virtual, out_dir / "prior", pre, resume=resume, progress=progress, model=model,
+                            data_id=f"{table.sha256}:prior-1cmt:{route}")
+    # fine-tuning starts from a trained model: full KL and the linear-scale likelihood at once
+    return model, replace(settings, lr=settings.lr * FINETUNE_LR_FACTOR, kl_warmup_epochs=1, log_warmup_epochs=0)
 
 
 def _subset(table: ClinicTable, index: np.ndarray) -> ClinicTable:
@@ -299,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="route of the one-compartment reference in the report (default iv)")
     p.add_argument("--truth", type=Path, default=None,
                    help="virtual tables: ID,TIME,CTRUE file of true concentrations, scored in the report")
+    p.add_argument("--prior", choices=PRIORS, default="none",
+                   help="1cmt: pretrain on virtual patients of a one-compartment population fitted on the "
+                        "training records (route --route), then fine-tune on them (default none)")
     p.add_argument("--no-report", action="store_true", help="skip the validation report on held-out subjects")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return p
@@ -315,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: --lloq must be a finite LLOQ > 0 mg/L, got {args.lloq}")
     ignore = tuple(c.strip().upper() for c in args.ignore_columns.split(",") if c.strip())
     common = dict(name=args.name, lloq_mg_l=args.lloq, ignore_columns=ignore, seed=args.seed,
-                  progress=not args.no_progress, **overrides)
+                  progress=not args.no_progress, prior=args.prior, **overrides)
     out = Path(args.out or Path("runs/byod") / args.name)
     try:
         from vae_simulator.byod.report import read_truth
@@ -328,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
                                     **common)
             print(json.dumps(report["summary"], indent=2))
         holdout = 0.0 if args.folds else args.holdout
-        run = train_on_table(args.data, args.covariates, out_dir=out, holdout=holdout, resume=args.resume, **common)
+        run = train_on_table(args.data, args.covariates, out_dir=out, holdout=holdout, resume=args.resume,
+                             route=args.route, **common)
         print(f"{args.name}: {len(run.train_index)} training and {len(run.holdout_index)} held-out records, "
               f"{run.summary['epochs_run']} epochs, sigma_prop {run.summary['sigma_prop']:.3f}, "
               f"sigma_add {run.summary['sigma_add_mg_l']:.3g} mg/L -> {run.manifest_path}")
