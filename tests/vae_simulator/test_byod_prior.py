@@ -19,8 +19,8 @@ from vae_simulator.byod.prior import (
 )
 from vae_simulator.byod.reference import predict_1cmt
 from vae_simulator.byod.table import CovariateEncoder, parse_covariate_specs, read_clinic_table
-from vae_simulator.byod.train import table_regimen_data, train_on_table
 from vae_simulator.byod.train import main as train_main
+from vae_simulator.byod.train import table_regimen_data, train_on_table
 
 LLOQ = 2.0
 
@@ -87,8 +87,8 @@ def test_virtual_samples_are_censored_not_negative_and_reproducible(table_data):
 
 
 def test_pretrain_then_finetune_records_the_prior_and_resumes(virtual_table, tmp_path):
-    kw = dict(name="vprior", out_dir=tmp_path, lloq_mg_l=LLOQ, epochs=2, prior="1cmt", prior_epochs=2,
-              progress=False)
+    kw = {"name": "vprior", "out_dir": tmp_path, "lloq_mg_l": LLOQ, "epochs": 2, "prior": "1cmt",
+          "prior_epochs": 2, "progress": False}
     run = train_on_table(virtual_table, COVARIATES, **kw)
     assert (tmp_path / "prior" / "checkpoint.pt").is_file() and (tmp_path / "checkpoint.pt").is_file()
     options = json.loads(run.manifest_path.read_text())["data"]["options"]
