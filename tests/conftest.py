@@ -85,7 +85,7 @@ def trained(virtual_table, tmp_path_factory):
     from vae_simulator.byod.train import train_on_table
 
     out = tmp_path_factory.mktemp("run")
-    return train_on_table(virtual_table, VIRTUAL_COVARIATES, name="vtest", out_dir=out, lloq_mg_l=2.0, epochs=6,
+    return train_on_table(virtual_table, VIRTUAL_COVARIATES, name="vtest", out_dir=out, lloq_mg_l=2.0, epochs=6, prior="none",
                           progress=False)
 
 

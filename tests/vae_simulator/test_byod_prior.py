@@ -97,7 +97,7 @@ def test_pretrain_then_finetune_records_the_prior_and_resumes(virtual_table, tmp
     for key, value in run.model.state_dict().items():
         torch.testing.assert_close(again.model.state_dict()[key], value, rtol=0, atol=0)
     plain = train_on_table(virtual_table, COVARIATES, name="vprior", out_dir=tmp_path / "plain", lloq_mg_l=LLOQ,
-                           epochs=2, progress=False)
+                           epochs=2, prior="none", progress=False)
     assert any(not torch.equal(plain.model.state_dict()[k], v) for k, v in run.model.state_dict().items())
     with pytest.raises(ValueError, match=r"prior must be one of \('none', '1cmt'\), got 'ode'"):
         train_on_table(virtual_table, COVARIATES, name="x", out_dir=tmp_path / "x", lloq_mg_l=LLOQ, prior="ode")

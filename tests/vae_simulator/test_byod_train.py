@@ -57,7 +57,7 @@ def test_resume_refuses_another_table(trained, virtual_table, tmp_path):
     out = trained.manifest_path.parent.parent
     with pytest.raises(ValueError, match="another run"):
         train_on_table(other, COVARIATES, name="vtest", out_dir=out, lloq_mg_l=2.0, epochs=7, resume=True,
-                       progress=False)
+                       prior="none", progress=False)
 
 
 def _write_times(path, rows):
@@ -189,7 +189,7 @@ def test_cross_validation_pools_folds_and_scores_against_truth(virtual_table, tm
 
     truth = read_truth(virtual_table.with_suffix(".truth.csv"))
     report = cross_validate(virtual_table, COVARIATES, 2, tmp_path, truth=truth, lloq_mg_l=2.0, epochs=3,
-                            progress=False)
+                            prior="none", progress=False)
     forecast = report["forecast"]
     n = len(forecast["records"])
     assert len(set(forecast["records"])) == n > 30  # every subject forecast once, across both folds
@@ -221,11 +221,11 @@ def test_mipd_on_a_table_model(trained, virtual_table, tmp_path):
 
 def test_same_seed_same_weights(virtual_table, tmp_path):
     runs = [train_on_table(virtual_table, COVARIATES, name="det", out_dir=tmp_path / f"r{k}", lloq_mg_l=2.0,
-                           epochs=2, progress=False) for k in range(2)]
+                           epochs=2, prior_epochs=2, progress=False) for k in range(2)]
     a, b = (r.model.state_dict() for r in runs)
     assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
     other = train_on_table(virtual_table, COVARIATES, name="det", out_dir=tmp_path / "r2", lloq_mg_l=2.0,
-                           epochs=2, seed=1, progress=False).model.state_dict()
+                           epochs=2, prior_epochs=2, seed=1, progress=False).model.state_dict()
     assert not all(np.array_equal(a[k].numpy(), other[k].numpy()) for k in a)
 
 

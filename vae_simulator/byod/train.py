@@ -18,9 +18,11 @@ fraction (default 20 %, ``--holdout``) is never trained on and is what the valid
 Small data. A clinic table has tens to hundreds of patients with 1-3 samples each, where the
 shipped decoders learnt from 4,000 dense profiles. :func:`table_settings` sizes the model for
 that: a 2-dimensional latent below 200 records (3 below 1,000), 32-64 hidden units, small
-batches and more epochs with early stopping. No prior from a related drug is used: a learnt
-model of a table is only that table's (with 59 neonates, Phenobarb, it is close to the
-limit; the report says how it compares with a one-compartment population model).
+batches and more epochs with early stopping. And by default (``prior="1cmt"``,
+:mod:`vae_simulator.byod.prior`) the model is first pretrained on virtual patients of a
+one-compartment population fitted on the training records, then fine-tuned on the records:
+on nlme's Phenobarb (59 neonates) that took the forecast MAPE from 25.8 to 14.2 %, against
+18.9 % for the one-compartment MAP-Bayes reference (docs/mipd_and_your_data.md).
 
 Refused, with the reason (:func:`check_trainable`): fewer than :data:`MIN_RECORDS` records or
 :data:`MIN_SAMPLES` quantified samples in training, every sample below the LLOQ, a single dose
@@ -224,7 +226,7 @@ def data_section(table: ClinicTable, encoder: CovariateEncoder, train: np.ndarra
 def train_on_table(path: Path, covariates: str | tuple = (), *, name: str = "custom", out_dir: Path | None = None,
                    lloq_mg_l: float | None = None, ignore_columns: tuple[str, ...] = (),
                    holdout: float = DEFAULT_HOLDOUT, seed: int = 0, resume: bool = False, progress: bool = True,
-                   held_out: np.ndarray | None = None, prior: str = "none", route: str = "iv",
+                   held_out: np.ndarray | None = None, prior: str = "1cmt", route: str = "iv",
                    prior_epochs: int = PRETRAIN_EPOCHS, **setting_overrides) -> TableRun:
     """Read ``path``, train a PK-VAE on its training subjects, write ``<out_dir>/best/<name>.json``.
 
@@ -325,12 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/byod/<name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--route", choices=("iv", "oral"), default="iv",
-                   help="route of the one-compartment reference in the report (default iv)")
+                   help="route of the one-compartment prior and of the report's reference (default iv)")
     p.add_argument("--truth", type=Path, default=None,
                    help="virtual tables: ID,TIME,CTRUE file of true concentrations, scored in the report")
-    p.add_argument("--prior", choices=PRIORS, default="none",
-                   help="1cmt: pretrain on virtual patients of a one-compartment population fitted on the "
-                        "training records (route --route), then fine-tune on them (default none)")
+    p.add_argument("--prior", choices=PRIORS, default="1cmt",
+                   help="1cmt (default): pretrain on virtual patients of a one-compartment population fitted "
+                        "on the training records (route --route), then fine-tune on them; none: the records only")
     p.add_argument("--no-report", action="store_true", help="skip the validation report on held-out subjects")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return p
