@@ -193,3 +193,54 @@ def test_ct_train_cli_refuses_a_bad_free_bits_value(value):
 
     with pytest.raises(SystemExit, match=rf"--free-bits must be a finite number >= 0 \(nats\), got {value}"):
         main(["--drug", "carboplatin", "--free-bits", value, "--no-progress"])
+
+
+def test_clock_features_are_periodic_bumps_of_one_spacing():
+    from vae_simulator.vae.ct_model import ClockFeatures
+
+    clock = ClockFeatures(24.0, 48)
+    t = torch.tensor([0.0, 4.0, 28.0, 4.25, 100.5])
+    f = clock(t)
+    assert f.shape == (5, 48) and torch.all((f >= 0) & (f <= 1))
+    torch.testing.assert_close(f[1], f[2])  # 4 h and 28 h are the same time of day
+    assert float(f[1, 8]) == pytest.approx(1.0) and float(f[0, 8]) < 1e-10  # the 4-h bump
+    # half a spacing (0.25 h) off a centre: exp(-1/8) for a bump SD of one spacing
+    assert float(f[3, 8]) == pytest.approx(np.exp(-0.125), rel=1e-3)
+    for period, n in ((0.0, 48), (float("nan"), 48), (24.0, 1)):
+        with pytest.raises(ValueError, match="clock features need a period > 0 h and at least 2 bumps"):
+            ClockFeatures(period, n)
+
+
+def test_a_decoder_with_clock_features_follows_the_time_of_day(vanco_data, tmp_path):
+    """Same doses a day apart, same time since the dose: only the clock bumps tell the two apart;
+    the model keeps exactly 0 before the first dose and round-trips through its manifest."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    model = build_ct_model(vanco_data, replace(TINY, n_clock_features=12)).eval()
+    assert model.cfg.n_clock_features == 12 and model.decoder.clock is model.encoder.clock
+    batch = _batch(vanco_data, [0])
+    z = torch.zeros(1, TINY.latent_dim)
+    with torch.no_grad():  # the head's clock weights matter: make them large
+        model.decoder.head[0].weight[:, -12:] = 3.0 * torch.randn(model.cfg.hidden, 12)
+    one = {**batch, "dose_time_h": torch.tensor([[0.0] + [float("inf")] * (batch["dose_time_h"].shape[1] - 1)])}
+    shifted = {**one, "dose_time_h": one["dose_time_h"] + 6.0}
+    with torch.no_grad():
+        a = model.predict(z, one, torch.tensor([[0.0, 3.0]]))
+        b = model.predict(z, shifted, torch.tensor([[6.0, 9.0]]))
+    assert float(a[0, 0]) == 0.0 and not torch.allclose(a[0, 1], b[0, 1])
+    day_later = {**one, "dose_time_h": one["dose_time_h"] + 24.0}
+    torch.testing.assert_close(model.predict(z, day_later, torch.tensor([[27.0]])), a[:, 1:], rtol=1e-5, atol=0)
+    _, manifest = save_model(model, tmp_path, {"note": "test"})
+    loaded, _ = load_model(manifest, "vancomycin", CT_MANIFEST_FORMAT)
+    assert loaded.cfg == model.cfg
+    torch.testing.assert_close(loaded.predict(z, one, torch.tensor([[3.0]])), a[:, 1:])
+
+
+def test_ct_train_cli_refuses_bad_clock_settings():
+    from vae_simulator.vae.ct_train import main
+
+    with pytest.raises(SystemExit, match=r"--clock-features must be 0 \(none\) or >= 2, got 1"):
+        main(["--drug", "mycophenolate", "--clock-features", "1", "--no-progress"])
+    with pytest.raises(SystemExit, match=r"--clock-period must be a finite number > 0 \(h\), got -3.0"):
+        main(["--drug", "mycophenolate", "--clock-period", "-3", "--no-progress"])

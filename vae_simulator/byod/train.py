@@ -179,7 +179,8 @@ def build_table_model(name: str, table: ClinicTable, data: RegimenData, index: n
                    horizon_h=limits.horizon_h, max_gap_h=limits.max_gap_h, dose_max_mg=limits.dose_max_mg,
                    infusion_range_h=limits.infusion_range_h, lloq_mg_l=lloq, latent_dim=settings.latent_dim,
                    hidden=settings.hidden, c0_mg_l=0.5 * lloq, time_scale_min_h=settings.time_scale_min_h,
-                   n_time_scales=settings.n_time_scales, log_time=settings.log_time)
+                   n_time_scales=settings.n_time_scales, log_time=settings.log_time,
+                   clock_period_h=settings.clock_period_h, n_clock_features=settings.n_clock_features)
     model = CTPKVAE(cfg)
     fit_scaling(model.normalizer, encoder.names, data.covariates[index], data.conc_obs[index][data.obs_mask[index]],
                 cfg.c0_mg_l, log_covariates=encoder.log_names)

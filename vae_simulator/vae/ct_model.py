@@ -11,6 +11,7 @@ off it with a head on the time since the last event:
     h_0 = tanh(W [z, x]),   h_e = GRU([a_e / a_max, d_e / d_scale, phi(t_e - t_{e-1})], h_{e-1})
     mu(t) = MLP([h_e, z, a_e / a_max, phi(t - t_e), phi(max(t - t_e - d_e, 0)), min(t - t_e, d_e) / d_scale])
 
+(plus, where the profile follows the time of day, :class:`ClockFeatures` of ``t``: mycophenolate)
 with ``e`` the last event strictly before ``t`` (a sample at a dose time is pre-dose) and
 ``phi(s) = exp(-s / tau_i)`` over time constants ``tau_i`` log-spaced from
 :attr:`CTConfig.time_scale_min_h` (default 0.25 h for new models: distribution phases of
@@ -72,6 +73,9 @@ class CTConfig:
     n_time_scales: int = 8
     #: add ``log`` of the time since an event to the time features (new models; see TimeFeatures)
     log_time: bool = False
+    #: clock features (:class:`ClockFeatures`): period (h) and number of bumps; 0 bumps = none
+    clock_period_h: float = 24.0
+    n_clock_features: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -131,6 +135,42 @@ class TimeFeatures(nn.Module):
         return torch.cat(parts, dim=-1)
 
 
+class ClockFeatures(nn.Module):
+    """Periodic bumps over the clock: ``exp(kappa (cos(2 pi (t - c_k) / P) - 1))`` for ``K`` centres
+    ``c_k = k P / K`` h of a period ``P`` h (:attr:`CTConfig.clock_period_h`), ``t`` the time on the
+    data's clock (h from the record's time origin, the first dose for the virtual patients).
+
+    Why: some profiles follow the clock, not the doses. Mycophenolic acid's second peaks come from
+    gallbladder emptying at meals, at fixed times of day (the ground truth puts them 4 h and 10 h
+    into every 12-h period, :mod:`vae_simulator.groundtruth.mycophenolate`); once doses are late,
+    held or q8h, no feature of the time since a dose says when the next meal is, and the decoder
+    without these features smoothed the second peaks away. ``kappa = (K / 2 pi)^2`` gives each bump
+    an SD of one centre spacing, so ``K = 48`` over 24 h resolves the 0.5-h emptying windows.
+    """
+
+    def __init__(self, period_h: float, n_features: int):
+        super().__init__()
+        if not (math.isfinite(period_h) and period_h > 0) or n_features < 2:
+            raise ValueError(f"clock features need a period > 0 h and at least 2 bumps, got {period_h!r} h "
+                             f"and {n_features}")
+        self.register_buffer("centres", torch.arange(n_features) * (2.0 * math.pi / n_features))
+        self.kappa = (n_features / (2.0 * math.pi)) ** 2
+        self.period_h = float(period_h)
+
+    @property
+    def size(self) -> int:
+        return self.centres.numel()
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        angle = torch.remainder(t, self.period_h).unsqueeze(-1) * (2.0 * math.pi / self.period_h)
+        return torch.exp(self.kappa * (torch.cos(angle - self.centres) - 1.0))
+
+
+def clock_features(clock: ClockFeatures | None, t: torch.Tensor) -> list[torch.Tensor]:
+    """``[clock(t)]``, or ``[]`` for a model without clock features."""
+    return [] if clock is None else [clock(t)]
+
+
 def event_inputs(cfg: CTConfig, phi: TimeFeatures, times_h, amounts_mg, infusion_h) -> torch.Tensor:
     """Per-event GRU inputs ``(n, E, 2 + phi.size)``: scaled amount and length, phi(gap to previous)."""
     finite_t = torch.where(torch.isfinite(times_h), times_h, torch.zeros_like(times_h))
@@ -163,13 +203,14 @@ def last_event_index(times_h: torch.Tensor, query_h: torch.Tensor) -> torch.Tens
 class CTDecoder(nn.Module):
     """p(C(t) | z, x, events): an event GRU and a head on the time since the last event."""
 
-    def __init__(self, cfg: CTConfig, phi: TimeFeatures):
+    def __init__(self, cfg: CTConfig, phi: TimeFeatures, clock: ClockFeatures | None = None):
         super().__init__()
-        self.cfg, self.phi = cfg, phi
+        self.cfg, self.phi, self.clock = cfg, phi, clock
         zx = cfg.latent_dim + cfg.n_covariates
         self.init = nn.Linear(zx, cfg.hidden)
         self.gru = nn.GRU(2 + phi.size + zx, cfg.hidden, batch_first=True)
-        self.head = _mlp([cfg.hidden + cfg.latent_dim + 2 * phi.size + 2, cfg.hidden, cfg.hidden, 1])
+        n_clock = 0 if clock is None else clock.size
+        self.head = _mlp([cfg.hidden + cfg.latent_dim + 2 * phi.size + 2 + n_clock, cfg.hidden, cfg.hidden, 1])
 
     def event_states(self, z, x, times_h, amounts_mg, infusion_h) -> torch.Tensor:
         """GRU state after each event, ``(n, E, hidden)``."""
@@ -186,20 +227,20 @@ class CTDecoder(nn.Module):
         feats = query_features(self.cfg, self.phi, query_h, last, times_h, amounts_mg, infusion_h)
         h = gather_last_event(states, last)
         zq = z.unsqueeze(1).expand(-1, query_h.shape[1], -1)
-        mu = self.head(torch.cat([h, zq, feats], dim=-1)).squeeze(-1)
+        mu = self.head(torch.cat([h, zq, feats, *clock_features(self.clock, query_h)], dim=-1)).squeeze(-1)
         return mu, last >= 0
 
 
 class CTEncoder(nn.Module):
     """q(z | samples at any times, events, x): a set encoder (see module docstring)."""
 
-    def __init__(self, cfg: CTConfig, phi: TimeFeatures):
+    def __init__(self, cfg: CTConfig, phi: TimeFeatures, clock: ClockFeatures | None = None):
         super().__init__()
-        self.cfg, self.phi = cfg, phi
+        self.cfg, self.phi, self.clock = cfg, phi, clock
         context = cfg.hidden // 2
         self.init = nn.Linear(cfg.n_covariates, context)
         self.gru = nn.GRU(2 + phi.size, context, batch_first=True)
-        token = 2 + 1 + phi.size + 2 + context
+        token = 2 + 1 + phi.size + 2 + context + (0 if clock is None else clock.size)
         self.embed = _mlp([token, cfg.hidden, cfg.hidden])
         self.out = _mlp([2 * cfg.hidden + cfg.n_covariates, cfg.hidden, 2 * cfg.latent_dim])
 
@@ -211,7 +252,8 @@ class CTEncoder(nn.Module):
         feats = query_features(self.cfg, self.phi, sample_h, last, times_h, amounts_mg, infusion_h)
         feats = torch.cat([feats[..., :1 + self.phi.size], feats[..., -1:]], dim=-1)
         tokens = torch.cat([y.unsqueeze(-1), blq.float().unsqueeze(-1), feats,
-                            (sample_h / self.cfg.horizon_h).unsqueeze(-1), gather_last_event(g, last)], dim=-1)
+                            (sample_h / self.cfg.horizon_h).unsqueeze(-1), gather_last_event(g, last),
+                            *clock_features(self.clock, sample_h)], dim=-1)
         e = self.embed(tokens)
         m = mask.unsqueeze(-1).float()
         count = m.sum(1)
@@ -231,8 +273,9 @@ class CTPKVAE(nn.Module):
         self.cfg = cfg
         self.normalizer = Normalizer(cfg.n_covariates)
         self.phi = TimeFeatures(cfg.interval_h, cfg.time_scales_h, cfg.n_time_scales, cfg.log_time)
-        self.encoder = CTEncoder(cfg, self.phi)
-        self.decoder = CTDecoder(cfg, self.phi)
+        clock = ClockFeatures(cfg.clock_period_h, cfg.n_clock_features) if cfg.n_clock_features else None
+        self.encoder = CTEncoder(cfg, self.phi, clock)
+        self.decoder = CTDecoder(cfg, self.phi, clock)
         self.population = LatentPopulation(cfg.latent_dim, cfg.n_covariates)
         # residual error on the linear scale: sigma_prop (fraction), sigma_add (mg/L)
         self.log_sigma_prop = nn.Parameter(torch.tensor(math.log(0.2)))

@@ -40,6 +40,10 @@ from vae_simulator.vae.io import save_model, shipped_weights_dir, torch_load_che
 from vae_simulator.vae.latent import fit_population_moments
 from vae_simulator.vae.train import fit_scaling, split_patients
 
+#: Drugs whose profile follows the time of day, and the clock bumps their decoders get by default
+#: (mycophenolate: second peaks at meal-timed gallbladder emptying; docs/pk_vae.md)
+CLOCK_FEATURES = {"mycophenolate": 48}
+
 #: Encoder views: a few samples anywhere, the clinic's samples so far, the whole profile.
 VIEW_PROBS = (0.4, 0.4, 0.2)
 MAX_FEW, MAX_SO_FAR = 8, 4
@@ -73,6 +77,9 @@ class CTTrainSettings:
     n_time_scales: int = 12
     #: the decoder's log-time feature (:class:`~vae_simulator.vae.ct_model.TimeFeatures`)
     log_time: bool = True
+    #: clock features (:class:`~vae_simulator.vae.ct_model.ClockFeatures`): period (h), bumps (0 = none)
+    clock_period_h: float = 24.0
+    n_clock_features: int = 0
     seed: int = 0
 
 
@@ -117,7 +124,8 @@ def build_ct_model(data: RegimenData, settings: CTTrainSettings) -> CTPKVAE:
                    infusion_range_h=tuple(limits.infusion_range_h), lloq_mg_l=float(drug.lloq_mg_l),
                    latent_dim=settings.latent_dim, hidden=settings.hidden, c0_mg_l=0.5 * float(drug.lloq_mg_l),
                    time_scale_min_h=settings.time_scale_min_h, n_time_scales=settings.n_time_scales,
-                   log_time=settings.log_time)
+                   log_time=settings.log_time, clock_period_h=settings.clock_period_h,
+                   n_clock_features=settings.n_clock_features)
     model = CTPKVAE(cfg)
     fit_scaling(model.normalizer, data.covariate_names, data.covariates, data.conc_obs[data.obs_mask], cfg.c0_mg_l)
     return model
@@ -283,6 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d.seed, help="training seed (default 0)")
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/ctvae/<drug>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--clock-features", type=int, default=None,
+                   help="periodic clock bumps of the decoder and encoder, 0 = none (default: "
+                        f"{', '.join(f'{k} {v}' for k, v in CLOCK_FEATURES.items())}, others 0)")
+    p.add_argument("--clock-period", type=float, default=d.clock_period_h,
+                   help=f"period of the clock features, h (default {d.clock_period_h:g})")
     p.add_argument("--export", action="store_true", help="write the best weights into vae_simulator/weights/ct/")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return p
@@ -297,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: --lr must be a finite number > 0, got {args.lr}")
     if not (math.isfinite(args.free_bits) and args.free_bits >= 0):
         raise SystemExit(f"error: --free-bits must be a finite number >= 0 (nats), got {args.free_bits}")
+    if args.clock_features is not None and (args.clock_features == 1 or args.clock_features < 0):
+        raise SystemExit(f"error: --clock-features must be 0 (none) or >= 2, got {args.clock_features}")
+    if not (math.isfinite(args.clock_period) and args.clock_period > 0):
+        raise SystemExit(f"error: --clock-period must be a finite number > 0 (h), got {args.clock_period}")
     if args.drug == "all" and args.out is not None:
         raise SystemExit("error: --out names one run folder; with --drug all each drug uses runs/ctvae/<drug>")
     for drug in DRUGS if args.drug == "all" else (args.drug,):
@@ -306,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = CTTrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
                                    latent_dim=args.latent_dim, hidden=args.hidden, seed=args.seed,
                                    time_scale_min_h=args.time_scale_min, n_time_scales=args.time_scales,
-                                   free_bits_nats=args.free_bits)
+                                   free_bits_nats=args.free_bits, clock_period_h=args.clock_period,
+                                   n_clock_features=CLOCK_FEATURES.get(drug, 0) if args.clock_features is None
+                                   else args.clock_features)
         model, summary = train_ct_vae(data, out, settings, resume=args.resume, progress=not args.no_progress)
         _, manifest = save_model(model, out / "best", summary)
         print(f"{drug}: best validation loss {summary['best_validation_loss']:.2f} after {summary['epochs_run']} "
