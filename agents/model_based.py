@@ -54,13 +54,15 @@ class _DecoderDosing:
         env = gym.make(env_id, **env_kwargs).unwrapped
         self.env = env
         self.drug = env.drug
-        # the policy's model is the PK-VAE the patients come from (v0: interval-grid, v1: continuous-time)
-        self.continuous = env.decoder in ("continuous", "table")
+        # the policy's model is the PK-VAE the patients come from (v0: interval-grid, v1/v2: continuous-time
+        # releases 1/2)
+        self.continuous = env.decoder.startswith("continuous") or env.decoder == "table"
         if env.decoder == "table":  # PKDose/Custom-v0: a PK-VAE learnt from a table, the env's own
             self.sim = env.simulator
             self.model = self.sim.ct.model
         elif self.continuous:
-            self.sim = CTIntervalSimulator(drug=self.drug)
+            release = 1 if env.decoder == "continuous" else int(env.decoder.removeprefix("continuous-"))
+            self.sim = CTIntervalSimulator(drug=self.drug, release=release)
             self.model = self.sim.ct.model
         else:
             self.model, _ = load_pretrained(self.drug)

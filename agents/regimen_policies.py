@@ -50,7 +50,8 @@ class _RegimenDosing:
             raise ValueError(f"{type(self).__name__} doses regimen ids (PKDose/<Drug>-Regimen-v0); {env_id!r} is not one")
         env = gym.make(env_id, **env_kwargs).unwrapped
         self.env, self.drug = env, env.drug
-        self.sim = CTPatientSimulator.pretrained(self.drug)
+        # the env's own decoder release (a given simulator: the latest shipped one)
+        self.sim = CTPatientSimulator.pretrained(self.drug, env.decoder_release)
         self.target = DoseTarget.from_exposure_target(env.target, centre="geometric")
         self.intervals_h = env.interval_options_h
         self.doses_mg = np.append(np.arange(0.0, env.dose_max_mg, env.dose_step_mg), env.dose_max_mg)

@@ -157,6 +157,11 @@ class RegimenEnv(TaskEnv):
         return self.task.drug
 
     @property
+    def decoder_release(self) -> int | None:
+        """The shipped continuous-time decoder release the patients come from (None: a given simulator)."""
+        return getattr(self.task.sim, "release", None)
+
+    @property
     def target(self):
         """The drug's therapeutic window (:class:`~vae_simulator.groundtruth.base.ExposureTarget`)."""
         return self.task.target

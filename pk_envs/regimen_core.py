@@ -349,11 +349,15 @@ class RegimenTask:
         return render_course(self, c, row)
 
 
+#: the shipped continuous-time decoder release the regimen ids (v0) simulate
+REGIMEN_DECODER_RELEASE = 1
+
+
 def load_event_simulator(drug: str) -> CTPatientSimulator:
-    """The shipped continuous-time PK-VAE of ``drug`` (cached per process)."""
+    """The shipped continuous-time PK-VAE of ``drug``, release :data:`REGIMEN_DECODER_RELEASE` (cached per process)."""
     if drug not in _LOADED:
         regimen_spec(drug)  # a clear error for drugs without a regimen environment
-        _LOADED[drug] = CTPatientSimulator.pretrained(drug)
+        _LOADED[drug] = CTPatientSimulator.pretrained(drug, REGIMEN_DECODER_RELEASE)
     return _LOADED[drug]
 
 

@@ -24,7 +24,8 @@ def env_id(name: str, variant: str = "", version: int = 0) -> str:
 
 
 #: Version -> constructor arguments of the single-drug ids (SingleDrugEnv's Version History)
-SINGLE_DRUG_VERSIONS: dict[int, dict] = {0: {"decoder": "interval"}, 1: {"decoder": "continuous"}}
+SINGLE_DRUG_VERSIONS: dict[int, dict] = {0: {"decoder": "interval"}, 1: {"decoder": "continuous"},
+                                         2: {"decoder": "continuous-2"}}
 
 
 def register_variants(name: str, entry_point: str, vector_entry_point: str, variants: dict[str, dict],
@@ -44,9 +45,13 @@ def register_variants(name: str, entry_point: str, vector_entry_point: str, vari
 
 def register_single_drug_envs() -> list[str]:
     """Register every single-drug id (weights are loaded only when an environment is made)."""
+    from vae_simulator.vae.io import CT_RELEASES
+
     ids = []
     for version, version_kwargs in SINGLE_DRUG_VERSIONS.items():
         for drug, spec in SPECS.items():
+            if version >= 2 and CT_RELEASES.get(drug, 1) < version:  # only drugs whose decoder changed
+                continue
             ids += register_variants(spec.name, "pk_envs.single_drug:SingleDrugEnv",
                                      "pk_envs.single_drug_vector:SingleDrugVectorEnv", SINGLE_DRUG_VARIANTS,
                                      spec.course_intervals, {"drug": drug, **version_kwargs}, version)

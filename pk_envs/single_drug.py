@@ -142,7 +142,7 @@ class SingleDrugEnv(TaskEnv):
     | Parameter | Type | Default | Description |
     |---|---|---|---|
     | `drug` | **str** | `"vancomycin"` | one of `SINGLE_DRUGS`, its shipped PK-VAE is loaded (default: the simulator's) |
-    | `decoder` | **str** | `"interval"` | the shipped PK-VAE: `"interval"` (v0 ids) or `"continuous"` (v1 ids) |
+    | `decoder` | **str** | `"interval"` | the shipped PK-VAE: `"interval"` (v0 ids), `"continuous"` (v1 ids) or `"continuous-2"` (v2 ids, mycophenolate) |
     | `simulator` | **PatientSimulator** | `None` | use this simulator (`vae_simulator.interface.PatientSimulator`, e.g. a `PKSimulator`) instead of the shipped one |
     | `discrete` | **bool** | `False` | discrete dose levels instead of a continuous dose |
     | `vector_reward` | **bool** | `False` | return `[efficacy, -toxicity]` (MO-Gymnasium) |
@@ -181,6 +181,10 @@ class SingleDrugEnv(TaskEnv):
     * v0 and v1, 2026-12-07 (same ids): the PK-VAE's step is compiled (:mod:`vae_simulator.decoder_kernels`):
       trajectories differ from earlier releases within float32 rounding; the cohort figures re-run
       reproduce to their digits (docs/speed.md lists them).
+    * v2 (mycophenolate only, the one drug whose decoder changed): release 2 of the continuous-time
+      PK-VAE (`decoder="continuous-2"`), whose decoder reads the time of day
+      (:class:`vae_simulator.vae.ct_model.ClockFeatures`) and so draws the meal-timed second peaks
+      (docs/pk_vae.md); everything else as v1. The other drugs' latest ids stay at v1.
     """
 
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 4}
@@ -204,8 +208,9 @@ class SingleDrugEnv(TaskEnv):
 
     @property
     def decoder(self) -> str:
-        """Which PK-VAE the patients come from: ``"interval"``, ``"continuous"``, ``"table"`` (learnt
-        from a user's table, ``PKDose/Custom-v0``) or ``"custom"`` (a given simulator)."""
+        """Which PK-VAE the patients come from: ``"interval"``, ``"continuous"`` (release 1 of the
+        continuous-time decoders), ``"continuous-2"`` (release 2), ``"table"`` (learnt from a user's
+        table, ``PKDose/Custom-v0``) or ``"custom"`` (a given simulator)."""
         return self.task.decoder
 
     @property

@@ -94,8 +94,11 @@ def spec_for(sim: PatientSimulator, dose_step_mg: float | None = None) -> DrugSp
     return replace(spec, dose_step_mg=step)
 
 
-#: ``decoder`` argument -> the PK-VAE a single-drug environment's patients come from
-DECODERS = ("interval", "continuous")
+#: ``decoder`` argument -> the PK-VAE a single-drug environment's patients come from: the
+#: interval-grid decoders (v0 ids), release 1 of the continuous-time ones (v1 ids), release 2 (v2 ids)
+DECODERS = ("interval", "continuous", "continuous-2")
+#: continuous-time ``decoder`` -> release of the shipped weights (:func:`vae_simulator.vae.io.ct_weights_path`)
+CT_DECODER_RELEASES = {"continuous": 1, "continuous-2": 2}
 
 
 @cache
@@ -104,30 +107,33 @@ def load_simulator(drug: str, decoder: str = "interval") -> PatientSimulator:
 
     ``decoder``: ``"interval"`` the interval-grid decoder (``-v0`` ids), ``"continuous"`` the
     continuous-time decoder stepped on the same schedule (``-v1`` ids,
-    :class:`~vae_simulator.ct_interval.CTIntervalSimulator`).
+    :class:`~vae_simulator.ct_interval.CTIntervalSimulator`), ``"continuous-2"`` its release 2
+    (``-v2`` ids; drugs with one release only have none).
     """
     if drug not in SINGLE_DRUGS:
         raise ValueError(f"unknown single drug {drug!r}; single-drug environments exist for "
                          f"{', '.join(SINGLE_DRUGS)}")
-    if decoder == "continuous":
+    if decoder in CT_DECODER_RELEASES:
         from vae_simulator.ct_interval import CTIntervalSimulator
 
-        return CTIntervalSimulator(drug=drug)
+        return CTIntervalSimulator(drug=drug, release=CT_DECODER_RELEASES[decoder])
     if decoder != "interval":
         raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
     return PKSimulator.from_pretrained(drug)
 
 
 def decoder_of(sim: PatientSimulator) -> str:
-    """``"interval"`` (a PKSimulator), ``"continuous"`` (a shipped drug's CTIntervalSimulator),
-    ``"table"`` (a PK-VAE learnt from a user's table, TableIntervalSimulator) or ``"custom"``."""
+    """``"interval"`` (a PKSimulator), ``"continuous"`` / ``"continuous-2"`` (a shipped drug's
+    CTIntervalSimulator, by release), ``"table"`` (a PK-VAE learnt from a user's table,
+    TableIntervalSimulator) or ``"custom"``."""
     from vae_simulator.byod.simulator import TableIntervalSimulator
     from vae_simulator.ct_interval import CTIntervalSimulator
 
     if isinstance(sim, TableIntervalSimulator):
         return "table"
-    return "interval" if isinstance(sim, PKSimulator) else "continuous" if isinstance(sim, CTIntervalSimulator) \
-        else "custom"
+    if isinstance(sim, CTIntervalSimulator):
+        return "continuous" if sim.release in (None, 1) else f"continuous-{sim.release}"
+    return "interval" if isinstance(sim, PKSimulator) else "custom"
 
 
 def has_shipped_weights(drug: str) -> bool:

@@ -10,7 +10,7 @@ Per interval it runs one event step of the decoder's GRU (the dose, ``0`` mg = h
 and one head evaluation on the grid, through :class:`~vae_simulator.ct_stepper.CTStepper`: float32
 and batch-invariant, so a vector environment equals N single ones bit for bit. A patient's state
 row is ``[GRU state (H), dosed yet (0/1), h since the last dose at the interval's start, that dose
-mg]``; its constants are the decoder's per-patient projections (``4H``).
+mg, the interval's start on the clock (h from the first interval)]``; its constants are the decoder's per-patient projections (``4H``).
 
 Two things differ from the interval-grid decoder, both from what the decoder was trained on:
 
@@ -57,7 +57,7 @@ class CTIntervalStepper:
     def start(self, covariates: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         carry = self.core.start(covariates, z)
         h = self.core.hidden
-        state = np.zeros((carry.shape[0], h + 3))
+        state = np.zeros((carry.shape[0], h + 4))
         state[:, :h] = carry[:, :h]
         return state, np.ascontiguousarray(carry[:, h:])
 
@@ -77,10 +77,12 @@ class CTIntervalStepper:
         since = np.where(given, 0.0, since)
         last_mg = np.where(given, doses, last_mg)
         dosed = dosed | given
-        conc = self.core.concentrations(carry, since[:, None] + self.query_h, last_mg, infusion)
+        clock_h = state[:, h + 3]
+        conc = self.core.concentrations(carry, since[:, None] + self.query_h, last_mg, infusion,
+                                        clock_h=clock_h[:, None] + self.query_h if self.core.has_clock else None)
         conc = np.where(dosed[:, None], conc, 0.0)
         new = np.concatenate([carry[:, :h].astype(float), dosed[:, None], (since + sim.interval_h)[:, None],
-                              last_mg[:, None]], axis=1)
+                              last_mg[:, None], (clock_h + sim.interval_h)[:, None]], axis=1)
         return conc, sim.log_residual_sd(conc[:, self.sigma_index]), new
 
 
@@ -90,21 +92,25 @@ class CTIntervalSimulator(AdultCovariates):
     Args:
         ct: the continuous-time PK-VAE (default: the shipped one of ``drug``).
         drug: the drug, when ``ct`` is not given.
+        release: which shipped release of ``drug``'s decoder, when ``ct`` is not given (None: the latest).
         drug_model: the schedule and clinic settings (``target``, ``interval_h``,
             ``interval_grid_h``, ``dose_range_mg``, ``infusion_h``, ``monitoring_times_h``, label
             dose); default the drug's published model. A model learnt from a table has none
             published: :class:`vae_simulator.byod.simulator.TableIntervalSimulator` gives its own.
     """
 
-    def __init__(self, ct: CTPatientSimulator | None = None, *, drug: str | None = None, drug_model=None):
+    def __init__(self, ct: CTPatientSimulator | None = None, *, drug: str | None = None, drug_model=None,
+                 release: int | None = None):
         if ct is None:
             if drug is None:
                 raise ValueError("give a continuous-time simulator or a drug")
-            ct = CTPatientSimulator.pretrained(drug)
+            ct = CTPatientSimulator.pretrained(drug, release)
         elif drug is not None and drug != ct.drug:
             raise ValueError(f"drug {drug!r} does not match the simulator's drug {ct.drug!r}")
         truth = get_model(ct.drug) if drug_model is None else drug_model
         self.ct, self.drug, self.drug_model = ct, ct.drug, truth
+        #: the shipped decoder release the patients come from (None: a decoder given by the caller)
+        self.release: int | None = ct.release
         self.target: ExposureTarget = truth.target
         self.interval_h = float(truth.interval_h)
         self.grid_h = np.asarray(truth.interval_grid_h, dtype=float)
@@ -125,7 +131,7 @@ class CTIntervalSimulator(AdultCovariates):
 
     @property
     def state_size(self) -> int:
-        return self.ct.stepper.hidden + 3
+        return self.ct.stepper.hidden + 4
 
     def typical_latent(self, covariates: np.ndarray) -> np.ndarray:
         return self.ct.typical_latent(np.atleast_2d(covariates))

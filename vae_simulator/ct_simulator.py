@@ -203,6 +203,8 @@ class CTPatientSimulator:
         self._pop_weight, self._pop_bias = pop.weight.numpy().astype(float), pop.bias.numpy().astype(float)
         self.latent_chol = pop.chol.numpy().astype(float)  # (d, d) lower Cholesky factor of the residual
         self.stepper = CTStepper(model)
+        #: the shipped release (:meth:`pretrained`); None for a model given by the caller
+        self.release: int | None = None
         # marginal SD of z over a fixed adult cohort, as PKSimulator.latent_bounds: the covariate
         # regression is ill-conditioned (BSA is a function of WT and HT), so its coefficients
         # alone would give bounds orders of magnitude wider than any patient
@@ -214,16 +216,18 @@ class CTPatientSimulator:
         self.latent_high = typical.mean(axis=0) + LATENT_RANGE_SD * sd
 
     @classmethod
-    def pretrained(cls, drug: str) -> CTPatientSimulator:
-        """The shipped continuous-time PK-VAE of ``drug`` (``vae_simulator/weights/ct/``)."""
-        from vae_simulator.vae.ct_train import ct_shipped_dir
-        from vae_simulator.vae.io import CT_MANIFEST_FORMAT, load_model
+    def pretrained(cls, drug: str, release: int | None = None) -> CTPatientSimulator:
+        """The shipped continuous-time PK-VAE of ``drug``, release ``release`` (None: the latest;
+        :func:`~vae_simulator.vae.io.ct_weights_path`)."""
+        from vae_simulator.vae.io import CT_MANIFEST_FORMAT, ct_weights_path, load_model
 
-        path = ct_shipped_dir() / f"{drug}.json"
+        path = ct_weights_path(drug, release)
         if not path.is_file():
             raise FileNotFoundError(f"no shipped continuous-time PK-VAE for {drug!r} ({path} missing); train one "
                                     f"with `python -m vae_simulator.vae.ct_train --drug {drug} --export`")
-        return cls(load_model(path, drug, CT_MANIFEST_FORMAT)[0])
+        sim = cls(load_model(path, drug, CT_MANIFEST_FORMAT)[0])
+        sim.release = int(path.parent.name.removeprefix("release")) if path.parent.name != "ct" else 1
+        return sim
 
     def sample_patients(self, n: int, rng: np.random.Generator) -> EventPatients:
         cov = Covariates.sample(n, rng).as_array()
@@ -264,7 +268,8 @@ class CTPatientSimulator:
     def concentrations(self, state: EventState, times_h) -> np.ndarray:
         q = _check_times(state, self.limits, times_h)
         last = np.nan_to_num(state.last_h)
-        conc = self.stepper.concentrations(state.carry, q - last[:, None], state.last_mg, state.last_infusion_h)
+        conc = self.stepper.concentrations(state.carry, q - last[:, None], state.last_mg, state.last_infusion_h,
+                                           clock_h=q)
         dosed = ~np.isnan(state.last_h)[:, None] & (q > last[:, None])
         return np.where(dosed, conc, 0.0)
 

@@ -74,6 +74,11 @@ class CTStepper:
         self._time_params = (inv_tau, 1.0 / self.interval_h, self.log_time)
         self._head_params = (inv_tau, 1.0 / self.interval_h, self.log_time, self.duration_scale_h, self.y_shift, self.y_scale,
                              LOG_CONC_CAP)
+        clock = dec.clock
+        #: whether the head reads the time of day (ClockFeatures): concentrations then need clock times
+        self.has_clock = clock is not None
+        self._clock = ((clock.centres.numpy().astype(float), float(clock.kappa), clock.period_h) if clock is not None
+                       else (np.zeros(0), 0.0, 1.0))
 
     # ------------------------------------------------------------------ pieces
     def scale_covariates(self, covariates: np.ndarray) -> np.ndarray:
@@ -106,9 +111,12 @@ class CTStepper:
                            np.asarray(given, dtype=bool), (self.w_ih_u, self.w_hh, self.b_hh), self._time_params)
 
     def concentrations(self, carry: np.ndarray, since_h: np.ndarray, last_mg: np.ndarray,
-                       last_infusion_h: np.ndarray) -> np.ndarray:
-        """Concentrations (mg/L, float64, ``(n, T)``) ``since_h (n, T)`` h after each patient's last dose."""
+                       last_infusion_h: np.ndarray, clock_h: np.ndarray | None = None) -> np.ndarray:
+        """Concentrations (mg/L, float64, ``(n, T)``) ``since_h (n, T)`` h after each patient's last dose;
+        ``clock_h (n, T)``: the same queries on the clock (h from the first dose), for models with
+        clock features (:attr:`has_clock`)."""
         dt = self.dtype
         return head_concentrations(np.ascontiguousarray(carry, dtype=dt), np.asarray(since_h, dtype=float),
                                    np.asarray(last_mg, dtype=dt) / dt.type(self.dose_max_mg),
-                                   np.asarray(last_infusion_h, dtype=float), self._head_weights, self._head_params)
+                                   np.asarray(last_infusion_h, dtype=float), self._head_weights, self._head_params,
+                                   clock_h=clock_h, clock=self._clock)

@@ -290,10 +290,11 @@ def give_events(carry: np.ndarray, gap_h: np.ndarray, amount_scaled: np.ndarray,
 
 
 @njit(cache=True)
-def _head_row(i, carry, since_h, last_scaled, infusion_h, w0_h, w0_f, w_mid, b_mid, w_last, b_last,
-              inv_tau, inv_interval, log_time, duration_scale, y_shift, y_scale, cap, conc, h, first, feats, a, a2, out,
-              exact):
+def _head_row(i, carry, since_h, clock_h, last_scaled, infusion_h, w0_h, w0_f, w_mid, b_mid, w_last, b_last,
+              inv_tau, inv_interval, log_time, duration_scale, y_shift, y_scale, cap, centres, clock, conc, h, first,
+              feats, a, a2, out, exact):
     hidden, n_phi = h.shape[0], inv_tau.shape[0] + 1 + min(log_time.shape[0], 1)
+    n_base = 2 + 2 * n_phi
     for k in range(hidden):
         h[k] = carry[i, k]
     _affine(h, w0_h, carry[i, 4 * hidden:], first)  # + the patient's [z] projection and bias
@@ -304,46 +305,58 @@ def _head_row(i, carry, since_h, last_scaled, infusion_h, w0_h, w0_f, w_mid, b_m
         _phi(s, inv_tau, inv_interval, log_time, feats, 1)
         _phi(s - d_e, inv_tau, inv_interval, log_time, feats, 1 + n_phi)
         feats[1 + 2 * n_phi] = min(s, d_e) / duration_scale
+        if centres.shape[0] > 0:  # ClockFeatures: (kappa, period h); t mod period as torch.remainder
+            angle = (clock_h[i, t] % clock[1]) * (2.0 * math.pi / clock[1])
+            for k in range(centres.shape[0]):
+                feats[n_base + k] = math.exp(clock[0] * (math.cos(angle - centres[k]) - 1.0))
         _affine(feats, w0_f, first, a)
         _head_rest(a, w_mid, b_mid, w_last, b_last, a2, out, exact)
         conc[i, t] = math.exp(min(y_shift + y_scale * float(out[0]), cap))
 
 
 @njit(cache=True)
-def _head_serial(carry, since_h, last_scaled, infusion_h, w0_h, w0_f, w_mid, b_mid, w_last, b_last, inv_tau,
-                 inv_interval, log_time, duration_scale, y_shift, y_scale, cap, conc, exact):
+def _head_serial(carry, since_h, clock_h, last_scaled, infusion_h, w0_h, w0_f, w_mid, b_mid, w_last, b_last, inv_tau,
+                 inv_interval, log_time, duration_scale, y_shift, y_scale, cap, centres, clock, conc, exact):
     hidden, dt = w0_h.shape[0], carry.dtype
     h, first, a, a2 = np.empty(hidden, dt), np.empty(hidden, dt), np.empty(hidden, dt), np.empty(hidden, dt)
     feats, out = np.empty(w0_f.shape[0], dt), np.empty(w_last.shape[1], dt)
     for i in range(carry.shape[0]):
-        _head_row(i, carry, since_h, last_scaled, infusion_h, w0_h, w0_f, w_mid, b_mid, w_last, b_last, inv_tau,
-                  inv_interval, log_time, duration_scale, y_shift, y_scale, cap, conc, h, first, feats, a, a2, out,
-                  exact)
+        _head_row(i, carry, since_h, clock_h, last_scaled, infusion_h, w0_h, w0_f, w_mid, b_mid, w_last, b_last,
+                  inv_tau, inv_interval, log_time, duration_scale, y_shift, y_scale, cap, centres, clock, conc, h,
+                  first, feats, a, a2, out, exact)
 
 
 @njit(cache=True, parallel=True)
-def _head_parallel(carry, since_h, last_scaled, infusion_h, w0_h, w0_f, w_mid, b_mid, w_last, b_last, inv_tau,
-                   inv_interval, log_time, duration_scale, y_shift, y_scale, cap, conc, exact):
+def _head_parallel(carry, since_h, clock_h, last_scaled, infusion_h, w0_h, w0_f, w_mid, b_mid, w_last, b_last,
+                   inv_tau, inv_interval, log_time, duration_scale, y_shift, y_scale, cap, centres, clock, conc, exact):
     n, hidden, dt = carry.shape[0], w0_h.shape[0], carry.dtype
     for task in prange((n + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
         h, first, a, a2 = np.empty(hidden, dt), np.empty(hidden, dt), np.empty(hidden, dt), np.empty(hidden, dt)
         feats, out = np.empty(w0_f.shape[0], dt), np.empty(w_last.shape[1], dt)
         for i in range(task * ROWS_PER_TASK, min(n, (task + 1) * ROWS_PER_TASK)):
-            _head_row(i, carry, since_h, last_scaled, infusion_h, w0_h, w0_f, w_mid, b_mid, w_last, b_last,
-                      inv_tau, inv_interval, log_time, duration_scale, y_shift, y_scale, cap, conc, h, first, feats,
-                      a, a2, out, exact)
+            _head_row(i, carry, since_h, clock_h, last_scaled, infusion_h, w0_h, w0_f, w_mid, b_mid, w_last, b_last,
+                      inv_tau, inv_interval, log_time, duration_scale, y_shift, y_scale, cap, centres, clock, conc,
+                      h, first, feats, a, a2, out, exact)
 
 
 def head_concentrations(carry: np.ndarray, since_h: np.ndarray, last_scaled: np.ndarray, infusion_h: np.ndarray,
-                        weights: tuple, params: tuple) -> np.ndarray:
+                        weights: tuple, params: tuple, clock_h: np.ndarray | None = None,
+                        clock: tuple = (np.zeros(0), 0.0, 1.0)) -> np.ndarray:
     """Concentrations ``(n, T)`` mg/L float64 at ``since_h (n, T)`` h after each patient's last dose.
 
     ``last_scaled (n,)``: that dose / dose_max (carry dtype); ``infusion_h (n,)`` its infusion length
     (float64); ``weights`` ``(w0_h, w0_f, w_mid (L, H, H), b_mid (L, H), w_last (H, 1), b_last (1,))`` (the
     first layer's bias is in the carry's head constants); ``params`` ``(inv_tau, 1 / interval_h, log_time,
-    duration_scale_h, y_shift, y_scale, log-concentration cap)``.
+    duration_scale_h, y_shift, y_scale, log-concentration cap)``. Models with clock features
+    (:class:`~vae_simulator.vae.ct_model.ClockFeatures`): ``clock = (centres rad (K,), kappa, period h)``
+    and ``clock_h (n, T)``, the query times on the data's clock (h).
     """
     conc = np.empty(since_h.shape)
+    centres, kappa, period = clock
+    if centres.shape[0] and (clock_h is None or clock_h.shape != since_h.shape):
+        raise ValueError(f"a model with clock features needs the query times on the clock, shape {since_h.shape}")
+    clock_h = np.zeros((1, 1)) if clock_h is None else np.asarray(clock_h, dtype=float)
     kernel = _head_parallel if carry.shape[0] >= PARALLEL_ROWS else _head_serial
-    kernel(carry, since_h, last_scaled, infusion_h, *weights, *params, conc, carry.dtype == np.float64)
+    kernel(carry, since_h, clock_h, last_scaled, infusion_h, *weights, *params, np.asarray(centres, dtype=float),
+           np.array([kappa, period], dtype=float), conc, carry.dtype == np.float64)
     return conc

@@ -187,12 +187,11 @@ def load_history(args) -> tuple:
     from vae_simulator.groundtruth import get_model
     from vae_simulator.nonmem import read_covariates
     from vae_simulator.nonmem_events import read_dosing_events
-    from vae_simulator.vae.ct_train import ct_shipped_dir
-    from vae_simulator.vae.io import CT_MANIFEST_FORMAT, load_model
+    from vae_simulator.vae.io import CT_MANIFEST_FORMAT, ct_weights_path, load_model
 
     if ignore:
         raise ValueError("--ignore-columns works with --weights; a shipped drug's table has fixed columns")
-    model, _ = load_model(ct_shipped_dir() / f"{args.drug}.json", args.drug, CT_MANIFEST_FORMAT)
+    model, _ = load_model(ct_weights_path(args.drug), args.drug, CT_MANIFEST_FORMAT)
     table = read_dosing_events(args.data, lloq_mg_l=get_model(args.drug).lloq_mg_l, limits=model_limits(model))
     covariates = read_covariates(args.data)
     return model, np.stack([covariates[pid] for pid in table.ids]), table, table.ids

@@ -44,7 +44,7 @@ def test_manifest_records_the_table_and_loads(trained, virtual_table):
 
 
 def test_shipped_manifest_is_not_a_table_model():
-    from vae_simulator.vae.ct_train import ct_shipped_dir
+    from vae_simulator.vae.io import ct_shipped_dir
 
     with pytest.raises(ValueError, match="not a PK-VAE learnt from a table"):
         load_table_model(ct_shipped_dir() / "vancomycin.json")

@@ -16,8 +16,27 @@ def vancomycin() -> CTIntervalSimulator:
     return CTIntervalSimulator(drug="vancomycin")
 
 
-def test_interval_steps_equal_the_event_simulator_bit_for_bit(vancomycin):
-    sim, ct = vancomycin, vancomycin.ct
+def _clock_model_simulator() -> CTIntervalSimulator:
+    """Vancomycin's schedule on a small untrained CT PK-VAE with clock features that matter."""
+    import torch
+
+    from vae_simulator.ct_simulator import CTPatientSimulator
+    from vae_simulator.irregular import simulate_regimen_dataset
+    from vae_simulator.vae.ct_train import CTTrainSettings, build_ct_model
+
+    torch.manual_seed(2)
+    data = simulate_regimen_dataset("vancomycin", 100, seed=5, progress=False)
+    model = build_ct_model(data, CTTrainSettings(hidden=16, latent_dim=3, n_clock_features=8))
+    with torch.no_grad():
+        model.decoder.head[0].weight[:, -8:] = torch.randn(16, 8)
+    return CTIntervalSimulator(CTPatientSimulator(model))
+
+
+@pytest.mark.parametrize("clock", [False, True], ids=["shipped", "clock-features"])
+def test_interval_steps_equal_the_event_simulator_bit_for_bit(vancomycin, clock):
+    sim = _clock_model_simulator() if clock else vancomycin
+    ct = sim.ct
+    assert sim.ct.stepper.has_clock == clock
     assert isinstance(sim, PatientSimulator)
     patients = sim.sample_patients(6, np.random.default_rng(1))
     stepper = sim.stepper()
@@ -101,3 +120,31 @@ def test_v1_ids_are_registered_with_the_continuous_decoder_and_pass_the_checker(
     check_env(env.unwrapped, skip_render_check=True)
     with pytest.raises(ValueError, match="decoder must be one of"):
         gym.make("PKDose/Vancomycin-v0", decoder="ode")
+
+
+def test_mycophenolate_v2_runs_the_second_decoder_release_and_v1_keeps_the_first():
+    """Only mycophenolate's decoder changed (clock features), so only it has -v2 ids; -v1 and the
+    regimen id keep release 1, bit for bit, and the tools take the latest release."""
+    from gymnasium.utils.env_checker import check_env
+
+    from pk_envs.regimen_core import load_event_simulator
+    from vae_simulator.vae.io import ct_weights_path
+
+    v2 = [i for i in pk_envs.SINGLE_DRUG_IDS if i.endswith("-v2")]
+    assert len(v2) == 5 and all(i.startswith("PKDose/Mycophenolate") for i in v2)
+    assert "PKDose/Vancomycin-v2" not in gym.registry
+    new, old = gym.make("PKDose/Mycophenolate-v2").unwrapped, gym.make("PKDose/Mycophenolate-v1").unwrapped
+    assert (new.decoder, old.decoder) == ("continuous-2", "continuous")
+    assert new.task.sim.ct.stepper.has_clock and not old.task.sim.ct.stepper.has_clock
+    assert load_event_simulator("vancomycin").release == 1  # regimen ids pin release 1 (mycophenolate has none)
+    check_env(new, skip_render_check=True)
+    obs_new, obs_old = new.reset(seed=3)[0], old.reset(seed=3)[0]
+    for _ in range(3):
+        obs_new, *_ = new.step(new.action_space.sample() * 0 + 0.3)
+        obs_old, *_ = old.step(old.action_space.sample() * 0 + 0.3)
+    assert not np.array_equal(obs_new, obs_old)  # another decoder, other concentrations
+    assert ct_weights_path("mycophenolate") == ct_weights_path("mycophenolate", 2) != ct_weights_path("mycophenolate", 1)
+    assert ct_weights_path("vancomycin") == ct_weights_path("vancomycin", 1)
+    for release in (0, 3, 1.5, True):
+        with pytest.raises(ValueError, match=r"mycophenolate: decoder release must be an integer in \[1, 2\]"):
+            ct_weights_path("mycophenolate", release)

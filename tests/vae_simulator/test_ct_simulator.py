@@ -16,12 +16,17 @@ from vae_simulator.irregular import simulate_regimen_dataset
 from vae_simulator.vae.ct_train import CTTrainSettings, build_ct_model
 
 
-@pytest.fixture(scope="module", params=[True, False], ids=["log-time", "no-log-time"])
+@pytest.fixture(scope="module", params=["log-time", "no-log-time", "clock"])
 def ct_sim(request) -> CTPatientSimulator:
-    """A small untrained CT PK-VAE; with and without the log-time feature (new and first shipped models)."""
+    """A small untrained CT PK-VAE; with and without the log-time feature (new and first shipped
+    models), and with clock features (their head weights made large so that they matter)."""
     torch.manual_seed(1)
     data = simulate_regimen_dataset("vancomycin", 100, seed=5, progress=False)
-    model = build_ct_model(data, CTTrainSettings(hidden=16, latent_dim=3, log_time=request.param))
+    model = build_ct_model(data, CTTrainSettings(hidden=16, latent_dim=3, log_time=request.param != "no-log-time",
+                                                 n_clock_features=8 if request.param == "clock" else 0))
+    if request.param == "clock":
+        with torch.no_grad():
+            model.decoder.head[0].weight[:, -8:] = torch.randn(16, 8)
     return CTPatientSimulator(model)
 
 

@@ -152,7 +152,7 @@ def test_log_time_feature_follows_log_time_and_is_finite_at_zero():
 
 
 def test_first_shipped_manifests_load_without_the_log_time_feature():
-    from vae_simulator.vae.ct_train import ct_shipped_dir
+    from vae_simulator.vae.io import ct_shipped_dir
 
     model, meta = load_model(ct_shipped_dir() / "vancomycin.json", "vancomycin", CT_MANIFEST_FORMAT)
     assert "log_time" not in meta["config"] and not model.cfg.log_time and model.phi.size == model.cfg.n_time_scales + 1

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from vae_simulator.groundtruth import DRUGS, get_model
 from vae_simulator.irregular import RegimenData, regimen_limits, simulate_regimen_dataset
 from vae_simulator.vae.ct_model import CTPKVAE, CTConfig
-from vae_simulator.vae.io import save_model, shipped_weights_dir, torch_load_checkpoint
+from vae_simulator.vae.io import ct_weights_path, save_model, torch_load_checkpoint
 from vae_simulator.vae.latent import fit_population_moments
 from vae_simulator.vae.train import fit_scaling, split_patients
 
@@ -49,9 +49,6 @@ VIEW_PROBS = (0.4, 0.4, 0.2)
 MAX_FEW, MAX_SO_FAR = 8, 4
 
 
-def ct_shipped_dir() -> Path:
-    """Where the shipped continuous-time decoders live: ``vae_simulator/weights/ct/``."""
-    return shipped_weights_dir() / "ct"
 
 
 @dataclass
@@ -296,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{', '.join(f'{k} {v}' for k, v in CLOCK_FEATURES.items())}, others 0)")
     p.add_argument("--clock-period", type=float, default=d.clock_period_h,
                    help=f"period of the clock features, h (default {d.clock_period_h:g})")
-    p.add_argument("--export", action="store_true", help="write the best weights into vae_simulator/weights/ct/")
+    p.add_argument("--export", action="store_true",
+                   help="write the best weights into the package, as the drug's latest release (ct_weights_path)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return p
 
@@ -332,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
               f"epochs, sigma_prop {summary['sigma_prop']:.3f}, sigma_add {summary['sigma_add_mg_l']:.3g} mg/L "
               f"-> {manifest}")
         if args.export:
-            print(f"exported to {save_model(model, ct_shipped_dir(), summary)[1]}")
+            print(f"exported to {save_model(model, ct_weights_path(drug).parent, summary)[1]}")
     return 0
 
 

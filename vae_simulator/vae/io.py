@@ -41,6 +41,28 @@ def shipped_weights_dir() -> Path:
     return Path(str(resources.files("vae_simulator") / "weights"))
 
 
+def ct_shipped_dir() -> Path:
+    """Where the shipped continuous-time decoders live: ``vae_simulator/weights/ct/`` (release 1)."""
+    return shipped_weights_dir() / "ct"
+
+
+#: Latest release of each drug's shipped continuous-time decoder (1 where there is no other).
+#: Release 2 of mycophenolate has the clock features (docs/pk_vae.md); releases stay in the
+#: package so that environment versions pinned to one keep their patients.
+CT_RELEASES = {"mycophenolate": 2}
+
+
+def ct_weights_path(drug: str, release: int | None = None) -> Path:
+    """Manifest of ``drug``'s shipped continuous-time decoder, release ``release`` (None: the latest):
+    release 1 in ``weights/ct/``, release k > 1 in ``weights/ct/release<k>/``."""
+    latest = CT_RELEASES.get(drug, 1)
+    release = latest if release is None else release
+    if isinstance(release, bool) or not isinstance(release, int) or not 1 <= release <= latest:
+        raise ValueError(f"{drug}: decoder release must be an integer in [1, {latest}], got {release!r}")
+    folder = ct_shipped_dir() if release == 1 else ct_shipped_dir() / f"release{release}"
+    return folder / f"{drug}.json"
+
+
 def save_model(model: PKVAE | CTPKVAE, folder: Path, training: dict,
                metrics: dict | None = None, extra: dict | None = None) -> tuple[Path, Path]:
     """Write ``<drug>.safetensors`` and ``<drug>.json`` into ``folder``; ``extra``: more manifest

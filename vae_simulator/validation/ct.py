@@ -37,8 +37,8 @@ from vae_simulator.groundtruth import DRUGS, get_model
 from vae_simulator.inference import Samples
 from vae_simulator.irregular import RegimenData, simulate_regimen_dataset
 from vae_simulator.vae.ct_model import CTPKVAE
-from vae_simulator.vae.ct_train import CTTensors, ct_shipped_dir, encode_posteriors
-from vae_simulator.vae.io import CT_MANIFEST_FORMAT, load_model
+from vae_simulator.vae.ct_train import CTTensors, encode_posteriors
+from vae_simulator.vae.io import CT_MANIFEST_FORMAT, ct_weights_path, load_model
 from vae_simulator.validation.common import exposure_of
 from vae_simulator.validation.metrics import coverage, fraction_within, median_ape, prediction_interval
 from vae_simulator.validation.one_compartment import fit_one_compartment, one_compartment_profile
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drug", required=True, choices=(*DRUGS, "all"))
     p.add_argument("--patients", type=int, default=1_000, help="held-out patients per drug (default 1000)")
     p.add_argument("--weights-dir", type=Path, default=None, help="folder of <drug>.json manifests "
-                   "(default: the shipped vae_simulator/weights/ct/)")
+                   "(default: each drug's latest shipped release)")
     p.add_argument("--out", type=Path, default=Path("reports/ctvae"), help="where results.json/md go")
     args = p.parse_args(argv)
     if args.patients < 200:
@@ -257,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm.auto import tqdm
 
     for drug in tqdm(DRUGS if args.drug == "all" else (args.drug,), desc="validating", unit="drug"):
-        model, _ = load_model((args.weights_dir or ct_shipped_dir()) / f"{drug}.json", drug, CT_MANIFEST_FORMAT)
+        path = args.weights_dir / f"{drug}.json" if args.weights_dir else ct_weights_path(drug)
+        model, _ = load_model(path, drug, CT_MANIFEST_FORMAT)
         data = simulate_regimen_dataset(drug, args.patients, VALIDATION_SEED)
         results.append(validate_ct(model, data))
         tqdm.write(markdown_table(results[-1:]).splitlines()[-1])
