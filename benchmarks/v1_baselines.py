@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python3 benchmarks/v1_baselines.py                    # the README's table, ~2 min
     PYTHONPATH=. python3 benchmarks/v1_baselines.py --regimen-map 30   # + regimen MIPD with MAP
+    PYTHONPATH=. python3 benchmarks/v1_baselines.py --ids PKDose/Mycophenolate-v2   # other ids
 
 Every policy doses the same held-out patients (seeds from ``agents.callbacks.TEST_SEED``); the
 table gives the fraction of intervals (regimen ids: hours) in the target window with its 95 %
@@ -29,16 +30,17 @@ def _cell(result) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--patients", type=int, default=1000, help="held-out patients per drug (default 1000)")
+    p.add_argument("--ids", default=",".join(f"PKDose/{d}-v1" for d in DRUGS),
+                   help="comma-separated single-drug ids (default: the five -v1 ids)")
     p.add_argument("--regimen-map", type=int, default=0, metavar="STEPS",
                    help="also evaluate MIPDRegimenPolicy(map_steps=STEPS) on PKDose/Vancomycin-Regimen-v0")
     args = p.parse_args(argv)
     kw = {"n_patients": args.patients, "seed": TEST_SEED, "progress": True}
-    print("| drug | standard | VAE-MIPD | oracle |\n|---|---:|---:|---:|")
-    for drug in DRUGS:
-        env_id = f"PKDose/{drug}-v1"
+    print("| id | standard | VAE-MIPD | oracle |\n|---|---:|---:|---:|")
+    for env_id in (i.strip() for i in args.ids.split(",") if i.strip()):
         cells = [_cell(evaluate_policy(env_id, policy(env_id), **kw))
                  for policy in (StandardDosingPolicy, MIPDPolicy, OraclePolicy)]
-        print(f"| {drug.lower()} | " + " | ".join(cells) + " |", flush=True)
+        print(f"| {env_id} | " + " | ".join(cells) + " |", flush=True)
     if args.regimen_map:
         env_id = "PKDose/Vancomycin-Regimen-v0"
         standard = _cell(evaluate_policy(env_id, StandardDosingPolicy(env_id), **kw))
