@@ -78,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drug", default="vancomycin")
     p.add_argument("--sizes", default="1,1024,4096", help="patients per batch, comma-separated")
     p.add_argument("--steps", type=int, default=10, help="dosing intervals per episode (default 10)")
-    p.add_argument("--envs", action="store_true", help="also time the -v0 and -v1 environments")
+    p.add_argument("--envs", action="store_true", help="also time two versions of the drug's environment")
+    p.add_argument("--versions", default="0,1",
+                   help="the two env versions --envs compares (default 0,1; mycophenolate also has 2)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -93,16 +95,17 @@ def main(argv: list[str] | None = None) -> int:
         for name, value in r.items():
             tqdm.write(f"| {n:>5} | {name:<42} | {value:>15,.0f} | {value / base:>15.2f} |")
     if args.envs:
-        env_rates(args.drug.title(), sizes)
+        old, new = (int(v) for v in args.versions.split(","))
+        env_rates(args.drug.title(), sizes, old, new)
     return 0
 
 
-def env_rates(name: str, sizes: list[int]) -> None:
-    """Steps/s of the -v0 and -v1 ids of one drug side by side (single env, then native vector env)."""
+def env_rates(name: str, sizes: list[int], v_old: int = 0, v_new: int = 1) -> None:
+    """Steps/s of two versions of one drug's id side by side (single env, then native vector env)."""
     from bench_envs import single_env_rate, vector_rate
 
-    old, new = f"PKDose/{name}-v0", f"PKDose/{name}-v1"
-    print(f"\n| environment | {old} | {new} | v1 / v0 |\n|---|---:|---:|---:|")
+    old, new = f"PKDose/{name}-v{v_old}", f"PKDose/{name}-v{v_new}"
+    print(f"\n| environment | {old} | {new} | v{v_new} / v{v_old} |\n|---|---:|---:|---:|")
     a, b = single_env_rate(old, True, 1.0), single_env_rate(new, True, 1.0)
     print(f"| single env, steps/s | {a:,.0f} | {b:,.0f} | {b / a:.2f} |")
     for n in sizes:
