@@ -61,8 +61,7 @@ class _DecoderDosing:
             self.sim = env.simulator
             self.model = self.sim.ct.model
         elif self.continuous:
-            release = 1 if env.decoder == "continuous" else int(env.decoder.removeprefix("continuous-"))
-            self.sim = CTIntervalSimulator(drug=self.drug, release=release)
+            self.sim = CTIntervalSimulator(drug=self.drug, release=env.decoder_release)
             self.model = self.sim.ct.model
         else:
             self.model, _ = load_pretrained(self.drug)

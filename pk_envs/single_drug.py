@@ -214,6 +214,12 @@ class SingleDrugEnv(TaskEnv):
         return self.task.decoder
 
     @property
+    def decoder_release(self) -> int | None:
+        """The shipped continuous-time decoder release the patients come from (1: ``-v1``, 2: ``-v2``);
+        None for the interval-grid decoder and for a given simulator."""
+        return getattr(self.task.sim, "release", None)
+
+    @property
     def target(self):
         """The drug's therapeutic window (:class:`~vae_simulator.groundtruth.base.ExposureTarget`)."""
         return self.task.target

@@ -219,14 +219,14 @@ class CTPatientSimulator:
     def pretrained(cls, drug: str, release: int | None = None) -> CTPatientSimulator:
         """The shipped continuous-time PK-VAE of ``drug``, release ``release`` (None: the latest;
         :func:`~vae_simulator.vae.io.ct_weights_path`)."""
-        from vae_simulator.vae.io import CT_MANIFEST_FORMAT, ct_weights_path, load_model
+        from vae_simulator.vae.io import CT_MANIFEST_FORMAT, ct_release, ct_weights_path, load_model
 
         path = ct_weights_path(drug, release)
         if not path.is_file():
             raise FileNotFoundError(f"no shipped continuous-time PK-VAE for {drug!r} ({path} missing); train one "
                                     f"with `python -m vae_simulator.vae.ct_train --drug {drug} --export`")
         sim = cls(load_model(path, drug, CT_MANIFEST_FORMAT)[0])
-        sim.release = int(path.parent.name.removeprefix("release")) if path.parent.name != "ct" else 1
+        sim.release = ct_release(drug, release)
         return sim
 
     def sample_patients(self, n: int, rng: np.random.Generator) -> EventPatients:

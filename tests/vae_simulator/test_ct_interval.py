@@ -135,6 +135,8 @@ def test_mycophenolate_v2_runs_the_second_decoder_release_and_v1_keeps_the_first
     assert "PKDose/Vancomycin-v2" not in gym.registry
     new, old = gym.make("PKDose/Mycophenolate-v2").unwrapped, gym.make("PKDose/Mycophenolate-v1").unwrapped
     assert (new.decoder, old.decoder) == ("continuous-2", "continuous")
+    assert (new.decoder_release, old.decoder_release) == (2, 1)
+    assert gym.make("PKDose/Mycophenolate-v0").unwrapped.decoder_release is None
     assert new.task.sim.ct.stepper.has_clock and not old.task.sim.ct.stepper.has_clock
     assert load_event_simulator("vancomycin").release == 1  # regimen ids pin release 1 (mycophenolate has none)
     check_env(new, skip_render_check=True)

@@ -52,13 +52,19 @@ def ct_shipped_dir() -> Path:
 CT_RELEASES = {"mycophenolate": 2}
 
 
-def ct_weights_path(drug: str, release: int | None = None) -> Path:
-    """Manifest of ``drug``'s shipped continuous-time decoder, release ``release`` (None: the latest):
-    release 1 in ``weights/ct/``, release k > 1 in ``weights/ct/release<k>/``."""
+def ct_release(drug: str, release: int | None = None) -> int:
+    """``release`` of ``drug``'s shipped continuous-time decoder, checked; None: the latest."""
     latest = CT_RELEASES.get(drug, 1)
     release = latest if release is None else release
     if isinstance(release, bool) or not isinstance(release, int) or not 1 <= release <= latest:
         raise ValueError(f"{drug}: decoder release must be an integer in [1, {latest}], got {release!r}")
+    return release
+
+
+def ct_weights_path(drug: str, release: int | None = None) -> Path:
+    """Manifest of ``drug``'s shipped continuous-time decoder, release ``release`` (None: the latest):
+    release 1 in ``weights/ct/``, release k > 1 in ``weights/ct/release<k>/``."""
+    release = ct_release(drug, release)
     folder = ct_shipped_dir() if release == 1 else ct_shipped_dir() / f"release{release}"
     return folder / f"{drug}.json"
 
