@@ -10,7 +10,8 @@ Per interval it runs one event step of the decoder's GRU (the dose, ``0`` mg = h
 and one head evaluation on the grid, through :class:`~vae_simulator.ct_stepper.CTStepper`: float32
 and batch-invariant, so a vector environment equals N single ones bit for bit. A patient's state
 row is ``[GRU state (H), dosed yet (0/1), h since the last dose at the interval's start, that dose
-mg, the interval's start on the clock (h from the first interval)]``; its constants are the decoder's per-patient projections (``4H``).
+mg, the interval's start on the clock (h from the first interval)]``; its constants are the
+decoder's per-patient projections (``4H``).
 
 Two things differ from the interval-grid decoder, both from what the decoder was trained on:
 

@@ -77,8 +77,11 @@ class CTStepper:
         clock = dec.clock
         #: whether the head reads the time of day (ClockFeatures): concentrations then need clock times
         self.has_clock = clock is not None
-        self._clock = ((clock.centres.numpy().astype(float), float(clock.kappa), clock.period_h) if clock is not None
-                       else (np.zeros(0), 0.0, 1.0))
+        # the kernel's (cos, sin) of the bump centres, computed once here rather than at every step
+        centres = clock.centres.numpy().astype(float) if clock is not None else np.zeros(0)
+        self._clock = (np.ascontiguousarray(np.stack([np.cos(centres), np.sin(centres)], axis=1)),
+                       float(clock.kappa) if clock is not None else 0.0,
+                       clock.period_h if clock is not None else 1.0)
 
     # ------------------------------------------------------------------ pieces
     def scale_covariates(self, covariates: np.ndarray) -> np.ndarray:

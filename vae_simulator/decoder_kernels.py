@@ -348,16 +348,16 @@ CLOCK_EXP_FLOOR = -88.0
 
 def head_concentrations(carry: np.ndarray, since_h: np.ndarray, last_scaled: np.ndarray, infusion_h: np.ndarray,
                         weights: tuple, params: tuple, clock_h: np.ndarray | None = None,
-                        clock: tuple = (np.zeros(0), 0.0, 1.0)) -> np.ndarray:
+                        clock: tuple = (np.zeros((0, 2)), 0.0, 1.0)) -> np.ndarray:
     """Concentrations ``(n, T)`` mg/L float64 at ``since_h (n, T)`` h after each patient's last dose.
 
     ``last_scaled (n,)``: that dose / dose_max (carry dtype); ``infusion_h (n,)`` its infusion length
     (float64); ``weights`` ``(w0_h, w0_f, w_mid (L, H, H), b_mid (L, H), w_last (H, 1), b_last (1,))`` (the
     first layer's bias is in the carry's head constants); ``params`` ``(inv_tau, 1 / interval_h, log_time,
     duration_scale_h, y_shift, y_scale, log-concentration cap)``. Models with clock features
-    (:class:`~vae_simulator.vae.ct_model.ClockFeatures`): ``clock = (centres rad (K,), kappa, period h)``
-    and ``clock_h (n, T)``, the query times on the data's clock (h). The kernel takes
-    ``cos(t - c) = cos t cos c + sin t sin c``: two trigonometric calls per query instead of K.
+    (:class:`~vae_simulator.vae.ct_model.ClockFeatures`): ``clock = ([cos c_k, sin c_k] (K, 2) of the
+    centres, kappa, period h)`` and ``clock_h (n, T)``, the query times on the data's clock (h). The
+    kernel takes ``cos(t - c) = cos t cos c + sin t sin c``: two trigonometric calls per query, not K.
     """
     conc = np.empty(since_h.shape)
     centres, kappa, period = clock
@@ -365,8 +365,6 @@ def head_concentrations(carry: np.ndarray, since_h: np.ndarray, last_scaled: np.
         raise ValueError(f"a model with clock features needs the query times on the clock, shape {since_h.shape}")
     clock_h = np.zeros((1, 1)) if clock_h is None else np.asarray(clock_h, dtype=float)
     kernel = _head_parallel if carry.shape[0] >= PARALLEL_ROWS else _head_serial
-    centres = np.asarray(centres, dtype=float)
-    kernel(carry, since_h, clock_h, last_scaled, infusion_h, *weights, *params,
-           np.ascontiguousarray(np.stack([np.cos(centres), np.sin(centres)], axis=1)),
+    kernel(carry, since_h, clock_h, last_scaled, infusion_h, *weights, *params, centres,
            np.array([kappa, period], dtype=float), conc, carry.dtype == np.float64)
     return conc
