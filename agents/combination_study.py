@@ -132,6 +132,25 @@ def goal_rows(results: list[EvaluationResult], conventional: EvaluationResult, a
     return lines
 
 
+def dose_rows(results: list[EvaluationResult]) -> list[str]:
+    """Markdown rows: mean doses per cycle given, overall and after the assessment that found the first
+    objective response (what a policy does once the response endpoint is reached)."""
+    lines = [("| policy | paclitaxel per cycle, mg/m2 | carboplatin per cycle, AUC mg*min/mL | cycles after the first "
+              "response, per responder | paclitaxel per cycle after it | carboplatin per cycle after it |"),
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in results:
+        if "cycles_after_response" not in r.per_patient:  # the oracle rows: constant regimens, no per-cycle log
+            continue
+        totals = {k: float(v.sum()) for k, v in r.per_patient.items()}
+        cycles, after = totals["steps"], totals["cycles_after_response"]
+        cells = [f"{totals[key] / n:.3g}" if n else "-" for key, n in (
+            ("cumulative_paclitaxel_mg_m2", cycles), ("cumulative_carboplatin_auc", cycles),
+            ("paclitaxel_after_response_mg_m2", after), ("carboplatin_after_response_auc", after))]
+        per_responder = after / max(totals["objective_response"], 1.0)
+        lines.append(f"| {r.policy_name} | {cells[0]} | {cells[1]} | {per_responder:.2f} | {cells[2]} | {cells[3]} |")
+    return lines
+
+
 def tiled(reference: EvaluationResult, n_patients: int) -> EvaluationResult:
     """``reference`` repeated to ``n_patients`` (several training seeds pooled on the same cohort)."""
     if n_patients == reference.n_patients:
@@ -226,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
                 "Relative changes are paired (same patients) with percentile-bootstrap 95 % CIs. The oracle picks, "
                 "per patient, the best of 25 constant dose-level regimens simulated on that very patient: a lower "
                  "bound on a per-cycle oracle.\n"), "## All tumour types\n",
-                *goal_rows(everyone, conventional, adaptive)]
+                *goal_rows(everyone, conventional, adaptive),
+                "\n### Doses given\n", *dose_rows([conventional, adaptive, *agents])]
     for code, name in enumerate(TUMOUR_NAMES):
         mask = tumour_type == code
         if mask.sum() >= 10:

@@ -26,6 +26,7 @@ Per-patient figures (all from ``info`` and the rewards; no simulator internals):
 | combination v1: ``serious_adverse_event`` | 1 if any cycle had grade-4 neutropenia, febrile neutropenia, grade-4 thrombocytopenia or severe neuropathy | ``info["any_serious_adverse_event"]`` |
 | combination v1: ``tumour_type`` | the patient's tumour type code (for per-type tables, not a figure) | ``info["tumour_type"]`` |
 | combination: ``cumulative_paclitaxel_mg_m2``, ``cumulative_carboplatin_auc`` | total dose, mg/m2 and mg*min/mL | ``info`` |
+| combination: ``cycles_after_response``, ``paclitaxel_after_response_mg_m2``, ``carboplatin_after_response_auc`` | cycles given after the assessment that found the first CR/PR, and their total doses (what a policy does once the response endpoint is reached) | ``info`` |
 
 Each figure's mean over patients comes with a 95 % percentile-bootstrap interval over patients
 (``n_bootstrap`` resamples, fixed ``bootstrap_seed``; one resample of patients for all figures).
@@ -184,6 +185,7 @@ def _run_batch(envs: gym.vector.VectorEnv, policy, seeds: list[int]) -> dict[str
     target = getattr(envs.unwrapped, "target", None)  # single drug: the therapeutic window
     expected_shape = envs.action_space.shape
     done = np.zeros(n, dtype=bool)
+    responded = np.zeros(n, dtype=bool)  # combination: a CR/PR was found before this step's cycle
     acc: dict[str, np.ndarray] = {}
 
     def add(key: str, values: np.ndarray, live: np.ndarray) -> None:
@@ -206,6 +208,11 @@ def _run_batch(envs: gym.vector.VectorEnv, policy, seeds: list[int]) -> dict[str
         if combination:
             add("cumulative_paclitaxel_mg_m2", infos["paclitaxel_mg_m2"], live)
             add("cumulative_carboplatin_auc", infos["carboplatin_auc"], live)
+            after = live & responded
+            add("cycles_after_response", np.ones(n), after)
+            add("paclitaxel_after_response_mg_m2", infos["paclitaxel_mg_m2"], after)
+            add("carboplatin_after_response_auc", infos["carboplatin_auc"], after)
+            responded |= live & np.isin(infos["best_response"], OBJECTIVE_RESPONSE_CODES)
         else:
             # regimen ids: intervals of different lengths, weighted by their hours
             hours = np.asarray(infos["interval_h"], dtype=float) if "interval_h" in infos else np.ones(n)

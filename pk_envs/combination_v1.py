@@ -80,6 +80,14 @@ class PaclitaxelCarboplatinV1Env(PaclitaxelCarboplatinEnv):
     `reward_space = Box([-8, -7], [8, 0])` (the lower toxicity bound is that of one cycle with
     every event); scalar ids return `w . [response, -toxicity]`, `reward_weights = w`.
 
+    `reward_objectives="endpoints"` replaces both objectives by the study's endpoints
+    (:func:`pk_envs.rewards.endpoint_objectives`): response 1 at the assessment finding the first
+    CR/PR, toxicity 1 at the cycle of the first serious adverse event, so an episode returns
+    `[responded, -had an SAE]` exactly and `w . return` is the study's trade-off
+    `response - (w_tox / w_resp) x SAE` per patient; `reward_space = Box([0, -1], [1, 0])`. It
+    rewards what the study counts and nothing else: an agent trained on it may cut doses once a
+    response has been recorded (the study's table reports the doses given, per cycle).
+
     ## Starting State
 
     Reset draws, in this fixed order: the tumour type (50 % NSCLC, 30 % ovarian, 20 % endometrial,
@@ -126,6 +134,7 @@ class PaclitaxelCarboplatinV1Env(PaclitaxelCarboplatinEnv):
     |---|---|---|---|
     | `tumour_types_drawn` | **str or sequence of str** | all three | the tumour types patients are drawn from |
     | `cycle_delays` | **bool** | `True` | postpone a cycle a week (at most twice) while observed ANC < 1.5e9/L or platelets < 100e9/L |
+    | `reward_objectives` | **str** | `"shaped"` | `"shaped"` (above) or `"endpoints"` (first response, first serious adverse event) |
 
     ## Vectorized environment
 
@@ -142,6 +151,7 @@ class PaclitaxelCarboplatinV1Env(PaclitaxelCarboplatinEnv):
     * v1, 2026-12-07 (same id): the PK-VAE's step is compiled (:mod:`vae_simulator.decoder_kernels`):
       trajectories differ from earlier releases within float32 rounding; the cohort figures re-run
       reproduce to their digits (docs/speed.md lists them).
+    * v1, 2026-12-08 (same id): the `reward_objectives` argument; its default keeps the reward unchanged.
     """
 
     example_id = "PKDose/PaclitaxelCarboplatin-v1"

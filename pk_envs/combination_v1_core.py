@@ -35,11 +35,14 @@ from pk_envs.combination_core import (
     CombinationTask,
 )
 from pk_envs.rewards import (
+    ENDPOINT_REWARD_HIGH,
+    ENDPOINT_REWARD_LOW,
     FEBRILE_COST,
     NEUROPATHY_GRADE_COST,
     OBJECTIVE_RESPONSES,
     PLATELET_GRADE_COST,
     RESPONSE_BONUS,
+    endpoint_objectives,
     multimodal_objectives,
 )
 from pk_envs.task import StepResult
@@ -74,6 +77,8 @@ OBS_NAMES_V1 = OBS_NAMES + V1_EXTRA_NAMES
 OBS_V1 = {name: i for i, name in enumerate(OBS_NAMES_V1)}
 REWARD_LOW_V1 = REWARD_LOW - np.array([0.0, PLATELET_GRADE_COST[4] + FEBRILE_COST + NEUROPATHY_GRADE_COST[3]])
 REWARD_HIGH_V1 = REWARD_HIGH + np.array([RESPONSE_BONUS, 0.0])
+#: ``reward_objectives``: the shaped clinical objectives (default) or the study's binary endpoints.
+REWARD_OBJECTIVES = ("shaped", "endpoints")
 RESET_OPTIONS = ("covariates", "z_paclitaxel", "z_carboplatin", "tumour_type", "features")
 
 
@@ -101,10 +106,15 @@ class MultimodalCohort(Cohort):
 class MultimodalCombinationTask(CombinationTask):
     """Fixed parts of ``PaclitaxelCarboplatin-v1``; arguments as :class:`CombinationTask`, plus
     ``tumour_types``: the types drawn (a subset of :data:`tumour_types.TUMOUR_TYPES`, in their
-    published proportions renormalised), and ``cycle_delays`` (the clinic's retreatment rule)."""
+    published proportions renormalised), ``cycle_delays`` (the clinic's retreatment rule) and
+    ``reward_objectives`` (one of :data:`REWARD_OBJECTIVES`)."""
 
-    def __init__(self, *, tumour_types_drawn=tumour_types.TUMOUR_TYPES, cycle_delays: bool = True, **kwargs):
+    def __init__(self, *, tumour_types_drawn=tumour_types.TUMOUR_TYPES, cycle_delays: bool = True,
+                 reward_objectives: str = "shaped", **kwargs):
+        if reward_objectives not in REWARD_OBJECTIVES:
+            raise ValueError(f"reward_objectives must be one of {list(REWARD_OBJECTIVES)}, got {reward_objectives!r}")
         super().__init__(**kwargs)
+        self.reward_objectives = reward_objectives
         if self.pd_backend != "compiled":
             raise ValueError(f"PaclitaxelCarboplatin-v1 runs the compiled PD only (pd_backend='compiled'), got "
                              f"{self.pd_backend!r}")
@@ -122,7 +132,9 @@ class MultimodalCombinationTask(CombinationTask):
                                [1.0] * (len(tumour_types.TUMOUR_TYPES) + 3) + [2.0, 5.0, 5.0]])
         low[OBS_V1["nuisance_1"]], low[OBS_V1["nuisance_2"]] = -5.0, -5.0
         self.observation_space = spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
-        self.reward_space = spaces.Box(REWARD_LOW_V1.astype(np.float32), REWARD_HIGH_V1.astype(np.float32),
+        reward_low, reward_high = ((REWARD_LOW_V1, REWARD_HIGH_V1) if reward_objectives == "shaped"
+                                   else (ENDPOINT_REWARD_LOW, ENDPOINT_REWARD_HIGH))
+        self.reward_space = spaces.Box(reward_low.astype(np.float32), reward_high.astype(np.float32),
                                        dtype=np.float32)
         self.delay_times_h = np.arange(0.0, DELAY_H + 1e-9, 6.0)
 
@@ -223,13 +235,17 @@ class MultimodalCombinationTask(CombinationTask):
             (neuropathy_before < adverse_events.SEVERE_NEUROPATHY_GRADE)
         serious = (out["grade"] == 4) | febrile | (plt_grade == 4) | severe_neuropathy
         c.febrile_last[rows], c.delay_weeks_last[rows] = febrile, delay_weeks
+        first_serious = serious & (c.sae_cycles[rows] == 0)
         c.sae_cycles[rows] += serious
         c.platelet_course[rows, k] = plt_course
 
         first_response = np.isin(c.best_response[rows], OBJECTIVE_RESPONSES) & ~responded_before
-        objectives = multimodal_objectives(out["log_size_ratio"], out["grade"], out["grade4_days"], out["progressed"],
-                                           plt_grade, febrile, neuropathy_before, neuropathy_after,
-                                           first_response)
+        if self.reward_objectives == "endpoints":
+            objectives = endpoint_objectives(first_response, first_serious)
+        else:
+            objectives = multimodal_objectives(out["log_size_ratio"], out["grade"], out["grade4_days"],
+                                               out["progressed"], plt_grade, febrile, neuropathy_before,
+                                               neuropathy_after, first_response)
         info = {**self.cycle_info(pk, out, objectives), "platelet_nadir": plt_nadir,
                 "platelet_nadir_observed": c.platelet_obs[rows, 1], "thrombocytopenia_grade": plt_grade,
                 "grade4_thrombocytopenia": plt_grade == 4, "febrile_neutropenia": febrile,

@@ -154,3 +154,20 @@ def multimodal_objectives(log_size_ratio, neutropenia_grade, grade4_days, progre
         neuropathy_cost[neuropathy_after] - neuropathy_cost[neuropathy_before]
     objectives[:, 1] -= extra
     return objectives
+
+
+#: ``reward_objectives="endpoints"`` of the v1 combination: the study's two endpoints themselves.
+ENDPOINT_REWARD_LOW, ENDPOINT_REWARD_HIGH = np.array([0.0, -1.0]), np.array([1.0, 0.0])
+
+
+def endpoint_objectives(first_response, first_serious_adverse_event) -> np.ndarray:
+    """``[response, -toxicity]`` as the published study counts them: 1 at the assessment that finds a
+    patient's first objective response (RECIST CR/PR) and -1 at the cycle of the patient's first
+    serious adverse event, 0 otherwise, so an episode's return is ``[responded, -had an SAE]``
+    exactly (the response rate and SAE rate of the study, per patient)."""
+    response = np.asarray(first_response, dtype=float)
+    serious = np.asarray(first_serious_adverse_event, dtype=float)
+    if response.shape != serious.shape:
+        raise ValueError(f"first_response {response.shape} and first_serious_adverse_event {serious.shape} "
+                         "must have the same shape")
+    return np.stack([response, -serious], axis=-1)

@@ -37,6 +37,39 @@ def test_oracle_tries_every_constant_regimen_on_the_same_patient_and_picks_the_b
     assert len(rows) == 4 and rows[2].startswith("| oracle (constant regimen, lambda=0)")
 
 
+def test_doses_after_the_first_response_are_counted_from_the_cycle_after_it():
+    """A policy that halves both doses once a response is recorded: the evaluation's after-response
+    figures hold exactly the halved cycles, checked against a hand-stepped single env per patient."""
+    env = gym.make(combination_study.ENV_ID, **GT)
+    full, half = env.unwrapped.doses_to_action(175.0, 6.0), env.unwrapped.doses_to_action(87.5, 3.0)
+
+    def halve_after_response(observations, infos):
+        responded = np.isin(infos.get("best_response", np.full(len(observations), 4)), (0, 1))
+        return np.where(responded[:, None], half, full).astype(np.float32)
+
+    seed, n = combination_study.STUDY_SEED, 12
+    result = evaluate_policy(combination_study.ENV_ID, halve_after_response, n_patients=n, seed=seed,
+                             env_kwargs=GT, num_envs=4)
+    p = result.per_patient
+    for i in range(n):
+        env.reset(seed=seed + i)
+        responded, after, paclitaxel_after = False, 0, 0.0
+        while True:
+            _, _, terminated, truncated, info = env.step(half if responded else full)
+            after += responded
+            paclitaxel_after += info["paclitaxel_mg_m2"] if responded else 0.0
+            responded = responded or int(info["best_response"]) in (0, 1)
+            if terminated or truncated:
+                break
+        assert p["cycles_after_response"][i] == after
+        assert p["paclitaxel_after_response_mg_m2"][i] == pytest.approx(paclitaxel_after)
+    assert p["objective_response"].sum() > 0 and p["cycles_after_response"].sum() > 0
+    assert np.all(p["cycles_after_response"][p["objective_response"] == 0] == 0)
+    rows = combination_study.dose_rows([result])
+    cells = [c.strip() for c in rows[2].split("|")[1:-1]]
+    assert float(cells[4]) == pytest.approx(87.5, rel=0.02) and float(cells[5]) == pytest.approx(3.0, rel=0.02)
+
+
 def test_study_command_refuses_bad_arguments(tmp_path):
     with pytest.raises(SystemExit):
         combination_study.main(["--patients", "3", "--out", str(tmp_path)])

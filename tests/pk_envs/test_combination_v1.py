@@ -26,7 +26,7 @@ from pk_envs.combination_v1_core import (
     conventional_doses_v1,
 )
 from pk_envs.combination_v1_vector import PaclitaxelCarboplatinV1VectorEnv
-from pk_envs.rewards import RESPONSE_BONUS, multimodal_objectives
+from pk_envs.rewards import ENDPOINT_REWARD_HIGH, ENDPOINT_REWARD_LOW, RESPONSE_BONUS, multimodal_objectives
 from vae_simulator.covariates import draw_covariate_row
 from vae_simulator.groundtruth.pd import adverse_events, calibration_v1, tumour_types
 from vae_simulator.groundtruth.pd.grading import thrombocytopenia_grade
@@ -184,6 +184,38 @@ def test_objectives_add_every_serious_adverse_event():
         assert worse[0, 0] == base[0, 0] and worse[0, 1] == pytest.approx(-1.0)
     # neuropathy is charged when it worsens, once
     assert multimodal_objectives([0.0], [0], [0.0], [False], [0], [False], [3], [3], [False])[0, 1] == 0.0
+
+
+def test_endpoint_rewards_sum_to_the_study_endpoints_and_leave_the_dynamics_alone():
+    """``reward_objectives="endpoints"``: each episode's return is exactly [responded, -had an SAE], the
+    quantities the study counts, and everything but the reward equals the shaped env's."""
+    n = 24
+    shaped = gym.make_vec(MO_V1, num_envs=n, simulators="groundtruth")
+    endpoints = gym.make_vec(MO_V1, num_envs=n, simulators="groundtruth", reward_objectives="endpoints")
+    np.testing.assert_array_equal(endpoints.unwrapped.reward_space.low, ENDPOINT_REWARD_LOW.astype(np.float32))
+    np.testing.assert_array_equal(endpoints.unwrapped.reward_space.high, ENDPOINT_REWARD_HIGH.astype(np.float32))
+    obs_s, obs_e = shaped.reset(seed=40)[0], endpoints.reset(seed=40)[0]
+    np.testing.assert_array_equal(obs_s, obs_e)
+    returns, done = np.zeros((n, 2)), np.zeros(n, bool)
+    responded, serious = np.zeros(n), np.zeros(n)
+    rng = np.random.default_rng(1)
+    while not done.all():
+        actions = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+        out_s, out_e = shaped.step(actions), endpoints.step(actions)
+        np.testing.assert_array_equal(out_s[0], out_e[0])
+        assert not np.array_equal(out_s[1], out_e[1])
+        rewards, terminated, truncated, info = out_e[1:]
+        assert np.all((rewards[:, 0] >= 0) & (rewards[:, 0] <= 1) & (rewards[:, 1] >= -1) & (rewards[:, 1] <= 0))
+        returns += np.where(done[:, None], 0.0, rewards)
+        ending = ~done & (terminated | truncated)
+        responded = np.where(ending, np.isin(info["best_response"], (0, 1)), responded)
+        serious = np.where(ending, info["any_serious_adverse_event"], serious)
+        done |= ending
+    assert 0 < serious.sum() < n and responded.sum() > 0, (serious.sum(), responded.sum())
+    np.testing.assert_array_equal(returns[:, 0], responded)
+    np.testing.assert_array_equal(-returns[:, 1], serious)
+    with pytest.raises(ValueError, match="reward_objectives must be one of"):
+        gym.make(V1, simulators="groundtruth", reward_objectives="binary")
 
 
 def test_clinical_rules_on_hand_made_observations():
