@@ -11,7 +11,11 @@ that knows the true patient: for each patient, the best of the 25 constant dose-
 (:data:`pk_envs.combination_core.DOSE_LEVELS` per drug) found by simulating all of them on that
 very patient (same seed), for each trade-off ``lambda`` in ``--oracle-lambdas`` (maximising
 response - lambda x serious adverse event, ties broken by the scalar reward). A constant regimen is
-a lower bound on what a per-cycle oracle could reach, said so in the report.
+a lower bound on what a per-cycle oracle could reach, said so in the report. It also fits and
+evaluates the informed-regimen policy (:mod:`agents.informed_regimen`: outcome models fitted on
+other simulated patients choose a constant regimen after cycle 1 and again after the first tumour
+assessment) for each ``--informed-lambdas`` trade-off: what the observation is worth without
+clairvoyance.
 
 Writes ``combination_study.md`` (the goal table: relative changes against conventional dosing with
 paired bootstrap 95 % CIs, overall and per tumour type; the published goal is +23.4 % response and
@@ -208,6 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patients", type=int, default=PUBLISHED_COHORT, help="held-out cohort (default 2847)")
     p.add_argument("--oracle-lambdas", type=float, nargs="*", default=[0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0],
                    help="trade-offs of the oracle front (none: skip the oracle)")
+    p.add_argument("--informed-lambdas", type=float, nargs="*", default=[0.15, 0.2, 0.25],
+                   help="trade-offs of the informed-regimen policy (agents.informed_regimen; none: skip it)")
+    p.add_argument("--informed-stages", type=int, default=2,
+                   help="its decisions: before cycles 2 .. N + 1 (default 2: after cycle 1 and after the first "
+                        "tumour assessment)")
+    p.add_argument("--informed-patients", type=int, default=5000,
+                   help="training patients its outcome models are fitted on, per decision (default 5000)")
     p.add_argument("--out", type=Path, default=Path("reports/combination_v1"))
     p.add_argument("--no-progress", action="store_true")
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -216,6 +227,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--patients must be >= 10, got {args.patients}")
     if any(lam < 0 for lam in args.oracle_lambdas):
         p.error(f"--oracle-lambdas must be >= 0, got {args.oracle_lambdas}")
+    if any(not lam >= 0 for lam in args.informed_lambdas):
+        p.error(f"--informed-lambdas must be >= 0, got {args.informed_lambdas}")
+    if args.informed_stages < 1 or args.informed_patients < 50:
+        p.error(f"--informed-stages must be >= 1 and --informed-patients >= 50, got {args.informed_stages} and "
+                f"{args.informed_patients}")
     policies = [parse_policy(t) for t in args.policy]
     for name, path in policies:
         if not Path(path).is_file():
@@ -232,6 +248,13 @@ def main(argv: list[str] | None = None) -> int:
             model, _ = load_agent(Path(path), expected_env_id=ENV_ID)
             runs.append(evaluate_policy(ENV_ID, SB3Policy(model), policy_name=name, **kw))
         agents.append(runs[0] if len(runs) == 1 else pooled(runs, f"{name} ({len(runs)} seeds pooled)"))
+    if args.informed_lambdas:
+        from agents.informed_regimen import fit_informed_regimens  # imports this module's constants
+
+        informed = fit_informed_regimens(args.informed_lambdas, args.informed_stages, args.informed_patients,
+                                         progress=not args.no_progress)
+        agents += [evaluate_policy(ENV_ID, policy, policy_name=f"informed regimen ({args.informed_stages} "
+                                   f"decisions, lambda={lam:g})", **kw) for lam, policy in informed.items()]
     tumour_type = conventional.per_patient["tumour_type"]
     front = []
     if args.oracle_lambdas:
