@@ -4,7 +4,7 @@ on the published result's terms (response rate and serious-adverse-event rate), 
     python -m agents.combination_study --policy "PPO w_tox=1=runs/v1/ppo-w1-s0/best_model.zip" \\
         --patients 2847 --out reports/combination_v1
 
-For ``PKDose/PaclitaxelCarboplatin-v1`` on a held-out cohort (seeds from 2,000,000; 2,847 patients,
+For ``PKDose/PaclitaxelCarboplatin-v1`` on a held-out cohort (seeds from 2,500,000; 2,847 patients,
 the size of the published cohort, by default) it evaluates conventional dosing with the label's
 reductions, the toxicity-adaptive clinical rule, every ``--policy`` (an SB3 zip), and an oracle
 that knows the true patient: for each patient, the best of the 25 constant dose-level regimens
@@ -41,7 +41,7 @@ from agents.checkpoints import load_agent
 from agents.evaluate import EvaluationResult, bootstrap_ci, evaluate_policy
 
 ENV_ID = "PKDose/PaclitaxelCarboplatin-v1"
-STUDY_SEED = 2_000_000
+STUDY_SEED = 2_500_000  # disjoint from the training runs' validation cohort (agents.callbacks.VALIDATION_SEED)
 PUBLISHED_COHORT = 2847
 GOAL_RESPONSE, GOAL_SAE = 0.234, -0.187
 TUMOUR_NAMES = ("NSCLC", "ovarian", "endometrial")
@@ -100,14 +100,15 @@ def best_regimens(outcomes: dict[str, np.ndarray], lam: float) -> np.ndarray:
     return score.argmax(axis=1)
 
 
-def oracle_result(outcomes: dict[str, np.ndarray], lam: float, tumour_type: np.ndarray) -> EvaluationResult:
+def oracle_result(outcomes: dict[str, np.ndarray], lam: float, tumour_type: np.ndarray,
+                  seed: int = STUDY_SEED) -> EvaluationResult:
     """The per-patient best regimen for response - ``lam`` x serious adverse event (ties: higher return)."""
     best = best_regimens(outcomes, lam)
     rows = np.arange(best.size)
     per_patient = {k: outcomes[k][rows, best].astype(float) for k in ("objective_response", "serious_adverse_event",
                                                                          "return")}
     per_patient["tumour_type"] = tumour_type.astype(float)
-    return EvaluationResult(ENV_ID, f"oracle (constant regimen, lambda={lam:g})", best.size, STUDY_SEED, per_patient,
+    return EvaluationResult(ENV_ID, f"oracle (constant regimen, lambda={lam:g})", best.size, seed, per_patient,
                             bootstrap_ci(per_patient))
 
 
@@ -210,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="a trained SB3 policy of the v1 id (repeatable; the same NAME for several training seeds "
                         "pools them into one row, each seed on the same cohort)")
     p.add_argument("--patients", type=int, default=PUBLISHED_COHORT, help="held-out cohort (default 2847)")
+    p.add_argument("--seed", type=int, default=STUDY_SEED,
+                   help=f"first patient seed of the cohort (default {STUDY_SEED:,}; another one gives a validation "
+                        "cohort, e.g. to choose a trade-off before the study)")
     p.add_argument("--oracle-lambdas", type=float, nargs="*", default=[0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0],
                    help="trade-offs of the oracle front (none: skip the oracle)")
     p.add_argument("--informed-lambdas", type=float, nargs="*", default=[0.15, 0.2, 0.25],
@@ -225,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.patients < 10:
         p.error(f"--patients must be >= 10, got {args.patients}")
+    if not 0 <= args.seed < 2**31 - args.patients:
+        p.error(f"--seed must be in [0, {2**31 - args.patients}), got {args.seed}")
     if any(lam < 0 for lam in args.oracle_lambdas):
         p.error(f"--oracle-lambdas must be >= 0, got {args.oracle_lambdas}")
     if any(not lam >= 0 for lam in args.informed_lambdas):
@@ -237,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(path).is_file():
             p.error(f"policy {name!r}: no file {path}")
     args.out.mkdir(parents=True, exist_ok=True)
-    kw = {"n_patients": args.patients, "seed": STUDY_SEED, "progress": not args.no_progress}
+    kw = {"n_patients": args.patients, "seed": args.seed, "progress": not args.no_progress}
     conventional = evaluate_policy(ENV_ID, StandardDosingPolicy(ENV_ID), policy_name="conventional (label reductions)",
                                    **kw)
     adaptive = evaluate_policy(ENV_ID, AdaptiveRulePolicy(ENV_ID), policy_name="adaptive clinical rule", **kw)
@@ -258,12 +264,12 @@ def main(argv: list[str] | None = None) -> int:
     tumour_type = conventional.per_patient["tumour_type"]
     front = []
     if args.oracle_lambdas:
-        outcomes = oracle_outcomes([STUDY_SEED + i for i in range(args.patients)], progress=not args.no_progress)
-        front = [oracle_result(outcomes, lam, tumour_type) for lam in args.oracle_lambdas]
+        outcomes = oracle_outcomes([args.seed + i for i in range(args.patients)], progress=not args.no_progress)
+        front = [oracle_result(outcomes, lam, tumour_type, args.seed) for lam in args.oracle_lambdas]
     everyone = [conventional, adaptive, *agents, *front]
     sections = [f"# {ENV_ID}: the combination study\n",
                 (f"Command: `pkdose study {' '.join(argv)}`. Held-out cohort: "
-                f"{args.patients} virtual patients (seeds {STUDY_SEED}..{STUDY_SEED + args.patients - 1}). "
+                f"{args.patients} virtual patients (seeds {args.seed}..{args.seed + args.patients - 1}). "
                 "SAE = any of grade 4 neutropenia, febrile neutropenia, grade 4 thrombocytopenia, severe neuropathy. "
                 "Relative changes are paired (same patients) with percentile-bootstrap 95 % CIs. The oracle picks, "
                 "per patient, the best of 25 constant dose-level regimens simulated on that very patient: a lower "

@@ -69,6 +69,9 @@ def parse_args(argv: list[str], prog: str = "pkdose train") -> argparse.Namespac
     p.add_argument("--env-option", action="append", default=[], metavar="KEY=VALUE",
                    help="another environment argument (VALUE as JSON), e.g. intervals_h=[12] or "
                         "dose_range_mg=[0,3000]; repeatable")
+    p.add_argument("--warm-start", default=None, metavar="informed:LAMBDA",
+                   help="PPO on PKDose/PaclitaxelCarboplatin-v1 only: start from a behaviour clone of the "
+                        "informed-regimen policy with trade-off LAMBDA (agents.warm_start), e.g. informed:0.2")
     p.add_argument("--n-envs", type=int, default=None,
                    help="patients simulated in parallel (default: PPO 64 on single-drug ids with the main job's "
                         "faster settings, agents.config.MAIN_JOB_PPO_SINGLE; otherwise 16 PPO, 8 SAC)")
@@ -110,7 +113,7 @@ def main(argv: list[str] | None = None, prog: str = "pkdose train") -> int:
         config = RunConfig(algo=algo, env_id=env_id, seed=args.seed, n_envs=preset["n_envs"],
                            total_timesteps=args.timesteps or (60_000 if algo == "sac" else 600_000),
                            reward_weights=args.reward_weights, env_options=options,
-                           hyperparameters=dict(preset["hyperparameters"]))
+                           hyperparameters=dict(preset["hyperparameters"]), warm_start=args.warm_start)
         if args.eval_patients < 2:
             raise ValueError(f"--eval-patients must be >= 2, got {args.eval_patients}")
     except ValueError as err:

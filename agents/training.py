@@ -32,6 +32,7 @@ from agents.callbacks import CheckpointEvery, CohortEvalCallback, DosingMetricsC
 from agents.checkpoints import ALGORITHM_CLASSES, load_agent, save_agent
 from agents.config import DEFAULT_N_ENVS, POLICY_NAMES, check_algorithm, env_family, hyperparameters
 from agents.sb3_vec_env import NativeVecEnv
+from agents.warm_start import WARM_START_ENV_ID, WARM_START_HYPERPARAMETERS, parse_warm_start, warm_start
 
 CHECKPOINTS_KEPT = 2
 
@@ -69,6 +70,9 @@ class RunConfig:
         hyperparameters: SB3 constructor arguments (default: :mod:`agents.config`).
         env_options: further environment constructor arguments (JSON values); ``PKDose/Custom-v0``
             needs ``weights`` (a table model's manifest) and ``target``.
+        warm_start: ``"informed:LAMBDA"``: PPO on ``PKDose/PaclitaxelCarboplatin-v1`` starts from a
+            behaviour clone of the informed-regimen policy (:mod:`agents.warm_start`) and fine-tunes with
+            its gentler defaults (``WARM_START_HYPERPARAMETERS``); None: from scratch.
     """
 
     algo: str = "ppo"
@@ -82,6 +86,7 @@ class RunConfig:
     checkpoint_freq: int = 50_000
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     env_options: dict[str, Any] = field(default_factory=dict)
+    warm_start: str | None = None
 
     def __post_init__(self) -> None:
         self.algo = check_algorithm(self.algo)
@@ -110,7 +115,13 @@ class RunConfig:
             raise ValueError(f"seed must be < 1,000,000 (larger seeds are the held-out cohorts), got {self.seed}")
         self.reward_weights = parse_reward_weights(self.reward_weights)
         self.n_envs = self.n_envs or DEFAULT_N_ENVS[self.algo]
-        self.hyperparameters = {**hyperparameters(self.algo, self.env_id), **self.hyperparameters}
+        if self.warm_start is not None:
+            parse_warm_start(self.warm_start)
+            if self.algo != "ppo" or self.env_id != WARM_START_ENV_ID:
+                raise ValueError(f"warm_start {self.warm_start!r} is for PPO on {WARM_START_ENV_ID!r}, got "
+                                 f"{self.algo.upper()} on {self.env_id!r}")
+        tuned = WARM_START_HYPERPARAMETERS if self.warm_start else {}
+        self.hyperparameters = {**hyperparameters(self.algo, self.env_id), **tuned, **self.hyperparameters}
         env_family(self.env_id)
 
     @property
@@ -187,6 +198,10 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False, progr
         model = ALGORITHM_CLASSES[config.algo](POLICY_NAMES[config.algo], env, seed=config.seed, verbose=verbose, device="cpu",
                                                tensorboard_log=str(run_dir / "tensorboard"), **config.hyperparameters)
         env.seed(config.seed)
+        if config.warm_start:
+            warm_start(model, config.env_id, config.warm_start, config.env_kwargs,
+                       config.hyperparameters.get("gamma", 0.99), config.seed, progress=progress_bar)
+            _save(model, config, run_dir / "warm_start_model")
     callbacks = [DosingMetricsCallback()]
     if config.eval_freq:
         callbacks.append(CohortEvalCallback(config.env_id, config.eval_freq, config.eval_patients, run_dir,

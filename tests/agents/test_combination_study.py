@@ -74,6 +74,8 @@ def test_study_command_refuses_bad_arguments(tmp_path):
     with pytest.raises(SystemExit):
         combination_study.main(["--patients", "3", "--out", str(tmp_path)])
     with pytest.raises(SystemExit):
+        combination_study.main(["--seed", "-5", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
         combination_study.main(["--policy", f"x={tmp_path / 'missing.zip'}", "--out", str(tmp_path)])
     assert combination_study.parse_policy("PPO w=1=runs/a/best_model.zip") == ("PPO w=1", "runs/a/best_model.zip")
 
