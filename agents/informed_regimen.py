@@ -38,6 +38,9 @@ FIT_SEED = 4_000_000
 #: cycle 1 as fractions of paclitaxel 175 mg/m2 and carboplatin AUC 6 mg*min/mL
 START_LEVELS = (0.8, 1.2)
 STANDARD_DOSES = np.array([175.0, 6.0])  # paclitaxel mg/m2, carboplatin AUC mg*min/mL
+#: the cycles before which the policy decides: after cycle 1's counts, after the first tumour
+#: assessment (cycle 2) and after the second (cycle 4), the environment assessing every 2 cycles
+DECISION_CYCLES = (2, 3, 5)
 
 
 def regimen_levels() -> np.ndarray:
@@ -88,8 +91,8 @@ class OutcomeModels:
 
 
 class InformedRegimenPolicy:
-    """Cycle 1 at :data:`START_LEVELS`; before cycle ``k + 2`` (``k = 0 .. len(stages) - 1``) the constant
-    regimen with the highest predicted ``response - lam x serious adverse event`` by ``stages[k]``,
+    """Cycle 1 at :data:`START_LEVELS`; before cycle ``DECISION_CYCLES[k]`` (``k = 0 .. len(stages) - 1``) the
+    constant regimen with the highest predicted ``response - lam x serious adverse event`` by ``stages[k]``,
     given until the next decision (``lam`` >= 0, per patient, the trade-off of the study's two rates).
     Batched and stateful (``reset(num_envs)``), as :mod:`agents.baselines`."""
 
@@ -97,6 +100,9 @@ class InformedRegimenPolicy:
                  env_kwargs: dict | None = None):
         if not np.isfinite(lam) or lam < 0:
             raise ValueError(f"lam must be finite and >= 0, got {lam}")
+        if len(stages) > len(DECISION_CYCLES):
+            raise ValueError(f"at most {len(DECISION_CYCLES)} stages (decisions before cycles {DECISION_CYCLES}), "
+                             f"got {len(stages)}")
         self.stages, self.lam = list(stages), float(lam)
         names = gym.make(env_id, **(env_kwargs or {})).unwrapped.observation_names
         self._cycle = names.index("cycle_fraction")
@@ -115,7 +121,7 @@ class InformedRegimenPolicy:
         first = observations[:, self._cycle] <= 0  # a new episode (reset or autoreset)
         self._given[first], self._choice[first] = 0, -1
         for k, models in enumerate(self.stages):
-            deciding = self._given == k + 1
+            deciding = self._given == DECISION_CYCLES[k] - 1
             if deciding.any():
                 p_response, p_serious = models.predict(observations[deciding])
                 self._choice[deciding] = np.argmax(p_response - self.lam * p_serious, axis=1)
@@ -127,11 +133,14 @@ def simulate_stage(n_patients: int, prior: InformedRegimenPolicy | None = None, 
                    env_kwargs: dict | None = None, batch_patients: int = 40, progress: bool = True,
                    env_id: str = ENV_ID) -> StageOutcomes:
     """Patients ``seed + i`` dosed by ``prior`` (``None``: cycle 1 at :data:`START_LEVELS`) up to its next
-    decision (before cycle ``len(prior.stages) + 2``), then by each constant regimen (the same seed
+    decision (before cycle ``DECISION_CYCLES[len(prior.stages)]``), then by each constant regimen (the same seed
     under every regimen: the same patient and random events)."""
     if n_patients < 50:
         raise ValueError(f"n_patients must be >= 50 to fit 50 outcome models, got {n_patients}")
     prior = prior if prior is not None else InformedRegimenPolicy([], 0.0, env_id, env_kwargs)
+    if len(prior.stages) >= len(DECISION_CYCLES):
+        raise ValueError(f"the prior already makes all {len(DECISION_CYCLES)} decisions")
+    given_before = DECISION_CYCLES[len(prior.stages)] - 1  # cycles the prior doses before this decision
     levels = regimen_levels()
     n_regimens = len(levels)
     regimen_actions = np.tile(_actions(env_id, env_kwargs, levels), (batch_patients, 1))
@@ -140,16 +149,16 @@ def simulate_stage(n_patients: int, prior: InformedRegimenPolicy | None = None, 
     observations, response, serious = [], [], []
     try:
         for first in tqdm(range(0, n_patients, batch_patients), disable=not progress,
-                          desc=f"informed regimen, decision before cycle {len(prior.stages) + 2}"):
+                          desc=f"informed regimen, decision before cycle {given_before + 1}"):
             seeds = [seed + min(first + i, n_patients - 1) for i in range(batch_patients)]
             obs, infos = envs.reset(seed=[s for s in seeds for _ in range(n_regimens)])
             prior.reset(envs.num_envs)
             done = np.zeros(envs.num_envs, bool)
             responded, had_sae = np.zeros(envs.num_envs, bool), np.zeros(envs.num_envs, bool)
             for step in range(10_000):
-                if step == len(prior.stages) + 1:  # the decision: every regimen from here on
+                if step == given_before:  # the decision: every regimen from here on
                     at_decision, open_at_decision = obs[::n_regimens], ~done[::n_regimens]
-                actions = prior(obs, infos) if step <= len(prior.stages) else regimen_actions
+                actions = prior(obs, infos) if step < given_before else regimen_actions
                 obs, _, terminated, truncated, infos = envs.step(actions)
                 ending = ~done & (terminated | truncated)
                 responded = np.where(ending, np.isin(infos["best_response"], (0, 1)), responded)
@@ -170,11 +179,12 @@ def simulate_stage(n_patients: int, prior: InformedRegimenPolicy | None = None, 
 def fit_informed_regimens(lams: Sequence[float], n_stages: int = 2, n_patients: int = 5000, seed: int = FIT_SEED,
                           env_kwargs: dict | None = None, progress: bool = True, env_id: str = ENV_ID,
                           C: float = 0.5) -> dict[float, InformedRegimenPolicy]:
-    """Per trade-off ``lam``, the policy with ``n_stages`` decisions (before cycles 2 .. n_stages + 1).
+    """Per trade-off ``lam``, the policy with ``n_stages`` decisions (before the first ``n_stages`` of
+    :data:`DECISION_CYCLES`).
     Each stage's models are fitted on ``n_patients`` training patients dosed by the stages before it:
     the first stage's (cycle 1 is fixed) are shared by every ``lam``, later ones are ``lam``'s own."""
-    if n_stages < 1:
-        raise ValueError(f"n_stages must be >= 1, got {n_stages}")
+    if not 1 <= n_stages <= len(DECISION_CYCLES):
+        raise ValueError(f"n_stages must be in 1..{len(DECISION_CYCLES)}, got {n_stages}")
     first = OutcomeModels(simulate_stage(n_patients, None, seed, env_kwargs, progress=progress, env_id=env_id), C)
     policies = {}
     for lam in lams:

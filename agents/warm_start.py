@@ -114,7 +114,7 @@ def behaviour_clone(model: Any, demonstrations: dict[str, np.ndarray], epochs: i
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            total += float(loss) * len(rows)
+            total += loss.item() * len(rows)
         losses.append(total / len(obs))
     with torch.no_grad():
         policy.log_std.fill_(float(np.log(action_std)))

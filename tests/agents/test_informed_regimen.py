@@ -48,8 +48,10 @@ def test_stage_outcomes_are_those_of_the_start_then_each_regimen_on_the_same_pat
 
 
 def test_policy_starts_fixed_then_holds_the_regimen_its_models_rank_best():
-    policy = fit_informed_regimens([0.3], n_stages=2, n_patients=60, env_kwargs=GT, progress=False)[0.3]
-    assert len(policy.stages) == 2 and isinstance(policy.stages[0], OutcomeModels)
+    """Decisions before cycles 2, 3 and 5 (informed_regimen.DECISION_CYCLES), the regimen held in between."""
+    policy = fit_informed_regimens([0.3], n_stages=3, n_patients=60, env_kwargs=GT, progress=False)[0.3]
+    assert len(policy.stages) == 3 and isinstance(policy.stages[0], OutcomeModels)
+    assert informed_regimen.DECISION_CYCLES == (2, 3, 5)
     env = gym.make(ENV_ID, **GT).unwrapped
     regimens = np.stack([env.doses_to_action(*(row * [175.0, 6.0])) for row in regimen_levels()])
     start = env.doses_to_action(*(np.array(START_LEVELS) * [175.0, 6.0]))
@@ -60,12 +62,13 @@ def test_policy_starts_fixed_then_holds_the_regimen_its_models_rank_best():
     action = policy(obs, infos)
     np.testing.assert_array_equal(action, np.tile(start, (n, 1)))
     running, held = np.ones(n, bool), None
-    for cycle in range(1, 5):  # after cycle 1 decide with stage 0, after cycle 2 with stage 1, then hold
+    stage_before = {2: 0, 3: 1, 5: 2}
+    for cycle in range(2, 7):  # the action for this cycle, from the observation after the one before
         obs, _, terminated, truncated, infos = envs.step(action)
         running &= ~(terminated | truncated)
         action = policy(obs, infos)
-        if cycle <= 2:
-            p_response, p_serious = policy.stages[cycle - 1].predict(obs)
+        if cycle in stage_before:
+            p_response, p_serious = policy.stages[stage_before[cycle]].predict(obs)
             expected = regimens[np.argmax(p_response - 0.3 * p_serious, axis=1)]
             np.testing.assert_array_equal(action[running], expected[running])
             held = action.copy()
@@ -79,7 +82,9 @@ def test_bad_input_is_refused(tmp_path):
         InformedRegimenPolicy([], -0.1, ENV_ID, GT)
     with pytest.raises(ValueError, match="n_patients must be >= 50"):
         simulate_stage(10, env_kwargs=GT, progress=False)
-    with pytest.raises(ValueError, match="n_stages must be >= 1"):
+    with pytest.raises(ValueError, match="at most 3 stages"):
+        InformedRegimenPolicy([None] * 4, 0.2, ENV_ID, GT)
+    with pytest.raises(ValueError, match="n_stages must be in 1..3"):
         fit_informed_regimens([0.2], n_stages=0, env_kwargs=GT)
     for bad in (["--informed-lambdas", "-1"], ["--informed-stages", "0"], ["--informed-patients", "10"]):
         with pytest.raises(SystemExit):
