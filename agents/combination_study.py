@@ -219,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--informed-lambdas", type=float, nargs="*", default=[0.15, 0.2, 0.25],
                    help="trade-offs of the informed-regimen policy (agents.informed_regimen; none: skip it)")
     p.add_argument("--informed-stages", type=int, default=2,
-                   help="its decisions: before cycles 2 .. N + 1 (default 2: after cycle 1 and after the first "
-                        "tumour assessment)")
+                   help="its decisions: the first N of those before cycles 2, 3 and 5 (default 2: after cycle 1's "
+                        "counts and after the first tumour assessment)")
     p.add_argument("--informed-patients", type=int, default=5000,
                    help="training patients its outcome models are fitted on, per decision (default 5000)")
     p.add_argument("--out", type=Path, default=Path("reports/combination_v1"))
