@@ -47,6 +47,49 @@ GOAL_RESPONSE, GOAL_SAE = 0.234, -0.187
 TUMOUR_NAMES = ("NSCLC", "ovarian", "endometrial")
 #: dose levels of the oracle's constant regimens, fractions of 175 mg/m2 and AUC 6
 ORACLE_LEVELS = (0.0, 0.6, 0.8, 1.0, 1.2)
+#: the standard doses the levels are fractions of: paclitaxel mg/m2, carboplatin AUC mg*min/mL
+STANDARD_DOSES = np.array([175.0, 6.0])
+
+
+def regimen_levels() -> np.ndarray:
+    """The ``(25, 2)`` constant regimens of the oracle and the informed regimen, as dose levels
+    (fractions of paclitaxel 175 mg/m2 and carboplatin AUC 6 mg*min/mL)."""
+    return np.array([(a, b) for a in ORACLE_LEVELS for b in ORACLE_LEVELS])
+
+
+def regimen_rollouts(envs: gym.vector.VectorEnv, seeds: list[int], regimen_actions: np.ndarray,
+                     prior=None, given_before: int = 0) -> dict[str, np.ndarray]:
+    """Patients ``seeds`` (each repeated once per regimen, so ``envs.num_envs = len(seeds) x R``) dosed
+    by the batched policy ``prior`` for their first ``given_before`` cycles, then by each of the ``R``
+    ``regimen_actions``: ``(P, R)`` arrays of ``objective_response``, ``serious_adverse_event`` (on
+    ``-v0``, with no serious-adverse-event tally, grade-4 neutropenia) and ``return`` (scalar reward),
+    the observations ``at_decision`` ``(P, D)`` and ``open_at_decision`` ``(P,)`` (course not ended)."""
+    n_patients, n_regimens = len(seeds), len(regimen_actions)
+    obs, infos = envs.reset(seed=[s for s in seeds for _ in range(n_regimens)])
+    if prior is not None:
+        prior.reset(envs.num_envs)
+    every_regimen = np.tile(regimen_actions, (n_patients, 1))
+    done = np.zeros(envs.num_envs, bool)
+    ret, response, serious = np.zeros(envs.num_envs), np.zeros(envs.num_envs), np.zeros(envs.num_envs)
+    at_decision, open_at_decision = obs[::n_regimens], np.zeros(n_patients, bool)
+    for step in range(10_000):
+        if step == given_before:
+            at_decision, open_at_decision = obs[::n_regimens], ~done[::n_regimens]
+        obs, rewards, terminated, truncated, infos = envs.step(prior(obs, infos) if step < given_before
+                                                               else every_regimen)
+        ret += np.where(done, 0.0, rewards)
+        ending = ~done & (terminated | truncated)
+        response = np.where(ending, np.isin(infos["best_response"], (0, 1)), response)
+        tally = (infos["any_serious_adverse_event"] if "any_serious_adverse_event" in infos
+                 else np.asarray(infos["grade4_events"]) > 0)
+        serious = np.where(ending, tally, serious)
+        done |= ending
+        if done.all():
+            break
+    return {"objective_response": response.reshape(n_patients, n_regimens),
+            "serious_adverse_event": serious.reshape(n_patients, n_regimens),
+            "return": ret.reshape(n_patients, n_regimens), "at_decision": at_decision,
+            "open_at_decision": open_at_decision}
 
 
 def oracle_outcomes(seeds: list[int], env_kwargs: dict | None = None, batch_patients: int = 40,
@@ -56,41 +99,29 @@ def oracle_outcomes(seeds: list[int], env_kwargs: dict | None = None, batch_pati
 
     ``env_id``: a scalar combination id; on ``-v0`` (no serious-adverse-event tally) the toxicity
     column is its grade-4 neutropenia."""
-    levels = np.array([(a, b) for a in ORACLE_LEVELS for b in ORACLE_LEVELS])
-    n_regimens = len(levels)
-    envs = gym.make_vec(env_id, num_envs=batch_patients * n_regimens, vectorization_mode="vector_entry_point",
+    levels = regimen_levels()
+    envs = gym.make_vec(env_id, num_envs=batch_patients * len(levels), vectorization_mode="vector_entry_point",
                         **(env_kwargs or {}))
-    regimen_actions = _actions_for(levels * np.array([175.0, 6.0]), env_kwargs, env_id)
-    out = {k: [] for k in ("objective_response", "serious_adverse_event", "return")}
+    regimen_actions = level_actions(levels, env_kwargs, env_id)
+    keys = ("objective_response", "serious_adverse_event", "return")
+    out: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     try:
         for start in tqdm(range(0, len(seeds), batch_patients), desc="oracle regimens", disable=not progress):
             chunk = list(seeds[start:start + batch_patients]) + [seeds[-1]] * max(0, start + batch_patients - len(seeds))
-            envs.reset(seed=[s for s in chunk for _ in range(n_regimens)])
-            batch_actions = np.tile(regimen_actions, (len(chunk), 1))
-            done = np.zeros(envs.num_envs, bool)
-            ret = np.zeros(envs.num_envs)
-            response, serious = np.zeros(envs.num_envs), np.zeros(envs.num_envs)
-            while not done.all():
-                _, rewards, terminated, truncated, infos = envs.step(batch_actions)
-                ret += np.where(done, 0.0, rewards)
-                ending = ~done & (terminated | truncated)
-                response = np.where(ending, np.isin(infos["best_response"], (0, 1)), response)
-                tally = (infos["any_serious_adverse_event"] if "any_serious_adverse_event" in infos
-                         else np.asarray(infos["grade4_events"]) > 0)
-                serious = np.where(ending, tally, serious)
-                done |= ending
+            rollouts = regimen_rollouts(envs, chunk, regimen_actions)
             keep = min(batch_patients, len(seeds) - start)
-            for key, values in (("objective_response", response), ("serious_adverse_event", serious), ("return", ret)):
-                out[key].append(values.reshape(batch_patients, n_regimens)[:keep])
+            for key in keys:
+                out[key].append(rollouts[key][:keep])
     finally:
         envs.close()
     return {**{k: np.concatenate(v) for k, v in out.items()}, "levels": levels}
 
 
-def _actions_for(doses: np.ndarray, env_kwargs: dict | None, env_id: str = ENV_ID) -> np.ndarray:
-    """Actions of given (mg/m2, AUC) doses through the environment's public ``doses_to_action``."""
+def level_actions(levels: np.ndarray, env_kwargs: dict | None, env_id: str = ENV_ID) -> np.ndarray:
+    """Actions of ``(R, 2)`` dose levels (fractions of :data:`STANDARD_DOSES`) through the environment's
+    public ``doses_to_action``."""
     env = gym.make(env_id, **(env_kwargs or {})).unwrapped
-    return np.stack([env.doses_to_action(pac, carbo) for pac, carbo in doses]).astype(np.float32)
+    return np.stack([env.doses_to_action(pac, carbo) for pac, carbo in levels * STANDARD_DOSES]).astype(np.float32)
 
 
 def best_regimens(outcomes: dict[str, np.ndarray], lam: float) -> np.ndarray:
@@ -235,9 +266,14 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--oracle-lambdas must be >= 0, got {args.oracle_lambdas}")
     if any(not lam >= 0 for lam in args.informed_lambdas):
         p.error(f"--informed-lambdas must be >= 0, got {args.informed_lambdas}")
-    if args.informed_stages < 1 or args.informed_patients < 50:
-        p.error(f"--informed-stages must be >= 1 and --informed-patients >= 50, got {args.informed_stages} and "
-                f"{args.informed_patients}")
+    from agents.informed_regimen import (  # imports this module's constants
+        DECISION_CYCLES,
+        fit_informed_regimens,
+    )
+
+    if not 1 <= args.informed_stages <= len(DECISION_CYCLES) or args.informed_patients < 50:
+        p.error(f"--informed-stages must be in 1..{len(DECISION_CYCLES)} and --informed-patients >= 50, got "
+                f"{args.informed_stages} and {args.informed_patients}")
     policies = [parse_policy(t) for t in args.policy]
     for name, path in policies:
         if not Path(path).is_file():
@@ -255,8 +291,6 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(evaluate_policy(ENV_ID, SB3Policy(model), policy_name=name, **kw))
         agents.append(runs[0] if len(runs) == 1 else pooled(runs, f"{name} ({len(runs)} seeds pooled)"))
     if args.informed_lambdas:
-        from agents.informed_regimen import fit_informed_regimens  # imports this module's constants
-
         informed = fit_informed_regimens(args.informed_lambdas, args.informed_stages, args.informed_patients,
                                          progress=not args.no_progress)
         agents += [evaluate_policy(ENV_ID, policy, policy_name=f"informed regimen ({args.informed_stages} "

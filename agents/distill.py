@@ -24,11 +24,12 @@ import numpy as np
 
 from agents.baselines import SB3Policy
 from agents.checkpoints import load_agent
+from agents.combination_study import ORACLE_LEVELS, STANDARD_DOSES
 
 ENV_ID = "PKDose/PaclitaxelCarboplatin-v1"
 DISTILL_SEED = 3_000_000
-LEVELS = np.array([0.0, 0.6, 0.8, 1.0, 1.2])
-STANDARD = np.array([175.0, 6.0])
+LEVELS = np.array(ORACLE_LEVELS)
+STANDARD = STANDARD_DOSES
 DRUGS = ("paclitaxel", "carboplatin")
 
 

@@ -6,7 +6,7 @@ carboplatin AUC 7.2, the constant regimen with the lowest serious-adverse-event 
 conventional response in the oracle's grid). On day 21 the clinic has seen the patient's
 observation (covariates, tumour type, features, cycle-1 neutrophil and platelet nadirs and day-21
 counts, neuropathy, delays); for cycles 2+ the policy then gives, constantly, the one of the 25
-oracle regimens (:data:`agents.combination_study.ORACLE_LEVELS` per drug) maximising
+oracle regimens (:func:`agents.combination_study.regimen_levels`) maximising
 
     P(objective response | regimen, observation) - lambda x P(serious adverse event | regimen, observation),
 
@@ -31,21 +31,15 @@ import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
-from agents.combination_study import ENV_ID, ORACLE_LEVELS
+from agents.combination_study import ENV_ID, level_actions, regimen_levels, regimen_rollouts
 
 #: seeds of the training patients the outcome models are fitted on
 FIT_SEED = 4_000_000
 #: cycle 1 as fractions of paclitaxel 175 mg/m2 and carboplatin AUC 6 mg*min/mL
 START_LEVELS = (0.8, 1.2)
-STANDARD_DOSES = np.array([175.0, 6.0])  # paclitaxel mg/m2, carboplatin AUC mg*min/mL
 #: the cycles before which the policy decides: after cycle 1's counts, after the first tumour
 #: assessment (cycle 2) and after the second (cycle 4), the environment assessing every 2 cycles
 DECISION_CYCLES = (2, 3, 5)
-
-
-def regimen_levels() -> np.ndarray:
-    """The ``(25, 2)`` constant regimens (dose levels of paclitaxel, carboplatin) chosen among."""
-    return np.array([(a, b) for a in ORACLE_LEVELS for b in ORACLE_LEVELS])
 
 
 @dataclass(frozen=True)
@@ -59,11 +53,6 @@ class StageOutcomes:
     response: np.ndarray
     serious: np.ndarray
     levels: np.ndarray
-
-
-def _actions(env_id: str, env_kwargs: dict | None, levels: np.ndarray) -> np.ndarray:
-    env = gym.make(env_id, **(env_kwargs or {})).unwrapped
-    return np.stack([env.doses_to_action(*(row * STANDARD_DOSES)) for row in levels]).astype(np.float32)
 
 
 class OutcomeModels:
@@ -106,8 +95,8 @@ class InformedRegimenPolicy:
         self.stages, self.lam = list(stages), float(lam)
         names = gym.make(env_id, **(env_kwargs or {})).unwrapped.observation_names
         self._cycle = names.index("cycle_fraction")
-        self._regimens = _actions(env_id, env_kwargs, regimen_levels())
-        self._start = _actions(env_id, env_kwargs, np.array([START_LEVELS]))[0]
+        self._regimens = level_actions(regimen_levels(), env_kwargs, env_id)
+        self._start = level_actions(np.array([START_LEVELS]), env_kwargs, env_id)[0]
         self.reset(0)
 
     def reset(self, num_envs: int) -> None:
@@ -133,8 +122,8 @@ def simulate_stage(n_patients: int, prior: InformedRegimenPolicy | None = None, 
                    env_kwargs: dict | None = None, batch_patients: int = 40, progress: bool = True,
                    env_id: str = ENV_ID) -> StageOutcomes:
     """Patients ``seed + i`` dosed by ``prior`` (``None``: cycle 1 at :data:`START_LEVELS`) up to its next
-    decision (before cycle ``DECISION_CYCLES[len(prior.stages)]``), then by each constant regimen (the same seed
-    under every regimen: the same patient and random events)."""
+    decision (before cycle ``DECISION_CYCLES[len(prior.stages)]``), then by each constant regimen (the
+    same seed under every regimen: the same patient and random events)."""
     if n_patients < 50:
         raise ValueError(f"n_patients must be >= 50 to fit 50 outcome models, got {n_patients}")
     prior = prior if prior is not None else InformedRegimenPolicy([], 0.0, env_id, env_kwargs)
@@ -142,34 +131,19 @@ def simulate_stage(n_patients: int, prior: InformedRegimenPolicy | None = None, 
         raise ValueError(f"the prior already makes all {len(DECISION_CYCLES)} decisions")
     given_before = DECISION_CYCLES[len(prior.stages)] - 1  # cycles the prior doses before this decision
     levels = regimen_levels()
-    n_regimens = len(levels)
-    regimen_actions = np.tile(_actions(env_id, env_kwargs, levels), (batch_patients, 1))
-    envs = gym.make_vec(env_id, num_envs=batch_patients * n_regimens, vectorization_mode="vector_entry_point",
+    regimen_actions = level_actions(levels, env_kwargs, env_id)
+    envs = gym.make_vec(env_id, num_envs=batch_patients * len(levels), vectorization_mode="vector_entry_point",
                         **(env_kwargs or {}))
     observations, response, serious = [], [], []
     try:
         for first in tqdm(range(0, n_patients, batch_patients), disable=not progress,
                           desc=f"informed regimen, decision before cycle {given_before + 1}"):
             seeds = [seed + min(first + i, n_patients - 1) for i in range(batch_patients)]
-            obs, infos = envs.reset(seed=[s for s in seeds for _ in range(n_regimens)])
-            prior.reset(envs.num_envs)
-            done = np.zeros(envs.num_envs, bool)
-            responded, had_sae = np.zeros(envs.num_envs, bool), np.zeros(envs.num_envs, bool)
-            for step in range(10_000):
-                if step == given_before:  # the decision: every regimen from here on
-                    at_decision, open_at_decision = obs[::n_regimens], ~done[::n_regimens]
-                actions = prior(obs, infos) if step < given_before else regimen_actions
-                obs, _, terminated, truncated, infos = envs.step(actions)
-                ending = ~done & (terminated | truncated)
-                responded = np.where(ending, np.isin(infos["best_response"], (0, 1)), responded)
-                had_sae = np.where(ending, infos["any_serious_adverse_event"], had_sae)
-                done |= ending
-                if done.all():
-                    break
-            keep = (np.arange(batch_patients) < n_patients - first) & open_at_decision
-            observations.append(at_decision[keep])
-            response.append(responded.reshape(batch_patients, n_regimens)[keep])
-            serious.append(had_sae.reshape(batch_patients, n_regimens)[keep])
+            rollouts = regimen_rollouts(envs, seeds, regimen_actions, prior, given_before)
+            keep = (np.arange(batch_patients) < n_patients - first) & rollouts["open_at_decision"]
+            observations.append(rollouts["at_decision"][keep])
+            response.append(rollouts["objective_response"][keep])
+            serious.append(rollouts["serious_adverse_event"][keep])
     finally:
         envs.close()
     return StageOutcomes(np.concatenate(observations), np.concatenate(response).astype(float),

@@ -86,6 +86,7 @@ def test_bad_input_is_refused(tmp_path):
         InformedRegimenPolicy([None] * 4, 0.2, ENV_ID, GT)
     with pytest.raises(ValueError, match="n_stages must be in 1..3"):
         fit_informed_regimens([0.2], n_stages=0, env_kwargs=GT)
-    for bad in (["--informed-lambdas", "-1"], ["--informed-stages", "0"], ["--informed-patients", "10"]):
+    for bad in (["--informed-lambdas", "-1"], ["--informed-stages", "0"], ["--informed-stages", "4"],
+                ["--informed-patients", "10"]):
         with pytest.raises(SystemExit):
             combination_study.main([*bad, "--out", str(tmp_path)])
