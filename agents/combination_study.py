@@ -38,7 +38,7 @@ from tqdm import tqdm
 from agents.baselines import AdaptiveRulePolicy, SB3Policy, StandardDosingPolicy
 from agents.benchmark import pooled, relative_change
 from agents.checkpoints import load_agent
-from agents.evaluate import EvaluationResult, bootstrap_ci, evaluate_policy
+from agents.evaluate import OBJECTIVE_RESPONSE_CODES, EvaluationResult, bootstrap_ci, evaluate_policy
 
 ENV_ID = "PKDose/PaclitaxelCarboplatin-v1"
 STUDY_SEED = 2_500_000  # disjoint from the training runs' validation cohort (agents.callbacks.VALIDATION_SEED)
@@ -72,20 +72,20 @@ def regimen_rollouts(envs: gym.vector.VectorEnv, seeds: list[int], regimen_actio
     done = np.zeros(envs.num_envs, bool)
     ret, response, serious = np.zeros(envs.num_envs), np.zeros(envs.num_envs), np.zeros(envs.num_envs)
     at_decision, open_at_decision = obs[::n_regimens], np.zeros(n_patients, bool)
-    for step in range(10_000):
+    step = 0
+    while not done.all():
         if step == given_before:
             at_decision, open_at_decision = obs[::n_regimens], ~done[::n_regimens]
         obs, rewards, terminated, truncated, infos = envs.step(prior(obs, infos) if step < given_before
                                                                else every_regimen)
+        step += 1
         ret += np.where(done, 0.0, rewards)
         ending = ~done & (terminated | truncated)
-        response = np.where(ending, np.isin(infos["best_response"], (0, 1)), response)
+        response = np.where(ending, np.isin(infos["best_response"], OBJECTIVE_RESPONSE_CODES), response)
         tally = (infos["any_serious_adverse_event"] if "any_serious_adverse_event" in infos
                  else np.asarray(infos["grade4_events"]) > 0)
         serious = np.where(ending, tally, serious)
         done |= ending
-        if done.all():
-            break
     return {"objective_response": response.reshape(n_patients, n_regimens),
             "serious_adverse_event": serious.reshape(n_patients, n_regimens),
             "return": ret.reshape(n_patients, n_regimens), "at_decision": at_decision,

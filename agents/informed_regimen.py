@@ -3,19 +3,21 @@ that a model of simulated patients predicts best for them.
 
 Cycle 1 is given at a fixed starting level (:data:`START_LEVELS`: paclitaxel 80 % of 175 mg/m2,
 carboplatin AUC 7.2, the constant regimen with the lowest serious-adverse-event rate at
-conventional response in the oracle's grid). On day 21 the clinic has seen the patient's
-observation (covariates, tumour type, features, cycle-1 neutrophil and platelet nadirs and day-21
-counts, neuropathy, delays); for cycles 2+ the policy then gives, constantly, the one of the 25
-oracle regimens (:func:`agents.combination_study.regimen_levels`) maximising
+conventional response in the oracle's grid). At each decision (before the cycles of
+:data:`DECISION_CYCLES` the policy is given: by default before cycle 2, when the clinic has seen the
+cycle-1 counts, neuropathy and delays besides covariates, tumour type and features, and before
+cycle 3, when it has seen the first tumour assessment) it gives, until the next decision, the one of
+the 25 oracle regimens (:func:`agents.combination_study.regimen_levels`) maximising
 
     P(objective response | regimen, observation) - lambda x P(serious adverse event | regimen, observation),
 
-each probability from its own logistic regression on the standardised cycle-1 observation, fitted on
-simulated training patients (seeds from :data:`FIT_SEED`, disjoint from the study, validation and
-distillation cohorts) who got the same cycle 1 and then each of the 25 regimens.
+each probability from its own logistic regression on the standardised observation at that
+decision, fitted on simulated training patients (seeds from :data:`FIT_SEED`, disjoint from the
+study, validation and distillation cohorts) dosed like this up to the decision and then by each of
+the 25 regimens.
 
 Why it is here: it is a transparent, realizable benchmark of what the information in the
-observation after one cycle is worth (no clairvoyance: the models are fitted on other patients, the
+observation is worth (no clairvoyance: the models are fitted on other patients, the
 patient's own random events are unknown), so an agent's result can be read against it, and the
 published goal against the front it traces over ``lambda``. It uses the environment through the
 Gymnasium API and its public ``doses_to_action`` / ``observation_names`` only.

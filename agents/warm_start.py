@@ -54,7 +54,8 @@ def collect_demonstrations(env_id: str, teacher: Policy, n_patients: int, env_kw
                            gamma: float = 0.99, seed: int = DEMONSTRATION_SEED,
                            batch: int = 1000) -> dict[str, np.ndarray]:
     """``obs`` ``(T, D)``, ``actions`` ``(T, A)`` and discounted ``returns`` ``(T,)`` of the teacher's first
-    episode on patients ``seed + i`` (every step taken, in patient order)."""
+    episode on patients ``seed + i``: every step taken, by batch of ``batch`` patients, within a batch
+    cycle by cycle (all patients' first cycles, then their second ones, ...)."""
     if n_patients < 1 or not 0 < gamma <= 1:
         raise ValueError(f"n_patients must be >= 1 and gamma in (0, 1], got {n_patients} and {gamma}")
     envs = gym.make_vec(env_id, num_envs=min(batch, n_patients), vectorization_mode="vector_entry_point",
@@ -129,6 +130,6 @@ def warm_start(model: Any, env_id: str, spec: str, env_kwargs: dict | None, gamm
 
     _, lam = parse_warm_start(spec)
     teacher_kwargs = {k: v for k, v in (env_kwargs or {}).items() if k not in ("reward_weights", "reward_objectives")}
-    teacher = fit_informed_regimens([lam], 2, env_kwargs=teacher_kwargs, progress=progress, env_id=env_id)[lam]
+    teacher = fit_informed_regimens([lam], env_kwargs=teacher_kwargs, progress=progress, env_id=env_id)[lam]
     demonstrations = collect_demonstrations(env_id, teacher, DEMONSTRATION_PATIENTS, env_kwargs, gamma)
     return behaviour_clone(model, demonstrations, seed=seed)
