@@ -63,7 +63,11 @@ class OutcomeModels:
     is predicted as that constant)."""
 
     def __init__(self, outcomes: StageOutcomes, C: float = 0.5):
-        from sklearn.linear_model import LogisticRegression
+        try:
+            from sklearn.linear_model import LogisticRegression
+        except ImportError:
+            raise ImportError("the informed-regimen policy (and --warm-start) needs scikit-learn: "
+                              "pip install -e '.[study]'") from None
 
         x = np.asarray(outcomes.observations, dtype=float)
         self.mean, self.scale = x.mean(axis=0), np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)

@@ -77,6 +77,13 @@ def test_policy_starts_fixed_then_holds_the_regimen_its_models_rank_best():
     assert running.sum() >= 2
 
 
+def test_a_missing_scikit_learn_is_named_with_its_extra(monkeypatch):
+    out = informed_regimen.StageOutcomes(np.zeros((4, 3)), np.zeros((4, 2)), np.zeros((4, 2)), np.zeros((2, 2)))
+    monkeypatch.setitem(__import__("sys").modules, "sklearn.linear_model", None)
+    with pytest.raises(ImportError, match=r"needs scikit-learn: pip install -e '\.\[study\]'"):
+        OutcomeModels(out)
+
+
 def test_bad_input_is_refused(tmp_path):
     with pytest.raises(ValueError, match="lam must be finite and >= 0"):
         InformedRegimenPolicy([], -0.1, ENV_ID, GT)
